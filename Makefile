@@ -1,0 +1,46 @@
+# liverlib: two commands set up and run everything on a fresh machine with Python 3.11.
+#   make book   build the book (laptop profile) into _build/html
+#   make test   run every test, every notebook (quick profile), and check the book offline in a browser
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup browser book book-quick test lab app bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --progress-bar off -e ".[book,test,app]" 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PY) -c "import liverlib, tensorflow, keras_tuner, jupyter_book" || { echo "install failed: see the pip output above"; exit 1; }
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian's chromium, for the browser tests (offline book rendering, the web app)
+browser:
+	@bash scripts/install-chromium.sh
+
+book: setup
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/laptop
+	@rm -rf _build/html && cp -r _build/laptop/_build/html _build/html
+	@echo "book: open _build/html/index.html"
+
+book-quick: setup
+	LIVERLIB_PROFILE=quick $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick
+
+test: setup browser
+	@bash scripts/run-tests.sh
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+app: setup
+	$(VENV)/bin/voila notebooks/08_classify_a_slice.ipynb --no-browser
+
+bench: setup
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf _build .pytest_cache

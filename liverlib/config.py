@@ -1,0 +1,207 @@
+"""Run profiles and the three environment knobs every notebook and command reads.
+
+A profile fixes the size of a run: how much phantom data, which image size, how many epochs. Three exist:
+
+* ``quick``: CI and nbval. Tiny data, small images, 1-2 epochs; finishes in seconds to a few minutes.
+* ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU.
+* ``paper``: the paper's exact settings (224x224x3, batch 46, Adam 1e-4, 80 epochs, x0.1 every 20 epochs,
+  early stopping patience 10, 70/15/15 split). Meant for a GPU; it prints its estimated time first.
+
+The knobs are environment variables, so CI can shrink every notebook without editing it:
+``LIVERLIB_PROFILE`` (quick | laptop | paper), ``LIVERLIB_DATA_DIR`` (a folder of real or phantom data;
+unset means the embedded synthetic phantom) and ``LIVERLIB_ARTIFACTS_DIR`` (where runs, caches and
+figures go).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from liverlib.errors import LiverlibError
+
+PROFILE_ENV = "LIVERLIB_PROFILE"
+DATA_DIR_ENV = "LIVERLIB_DATA_DIR"
+ARTIFACTS_DIR_ENV = "LIVERLIB_ARTIFACTS_DIR"
+DEFAULT_PROFILE = "laptop"
+
+CLASS_NAMES: tuple[str, ...] = ("benign", "cirrhosis", "malignant", "normal")
+"""The four classes, in the alphabetical order Keras' directory loaders give them."""
+
+# Share of each class in the paper's test set (Table 2 supports: 446 benign, 146 malignant, 90 normal,
+# 30 cirrhosis, of 712). The default phantom reproduces these proportions over the paper's 4,741 slices.
+PAPER_CLASS_SUPPORT: dict[str, int] = {"benign": 446, "malignant": 146, "normal": 90, "cirrhosis": 30}
+PAPER_DATASET_SIZE = 4741
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Ranges of the random affine transform applied to training images (the paper's ImageDataGenerator use).
+
+    Rotation is in degrees, shifts and zoom are fractions of the image size.
+    """
+
+    rotation_deg: float = 10.0
+    width_shift: float = 0.1
+    height_shift: float = 0.1
+    zoom: float = 0.1
+    horizontal_flip: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that sizes a run. Build one with :func:`load_config`; change fields with ``.replace``."""
+
+    profile: str
+    # data
+    phantom_n: int  # slices in the default synthetic phantom dataset
+    phantom_size: int  # matrix size the phantom is generated at (real CT: 512)
+    phantom_seed: int
+    split_fractions: tuple[float, float, float]  # train, validation, test
+    window_level: float  # HU; abdomen window L40/W400 by default
+    window_width: float
+    # model and training
+    image_size: int  # side of the square network input, in pixels
+    batch_size: int
+    epochs: int
+    learning_rate: float
+    lr_drop_every: int  # epochs between learning-rate drops (piecewise constant schedule)
+    lr_drop_factor: float
+    beta_1: float
+    beta_2: float
+    early_stopping_patience: int
+    dense_units: int
+    dropout: float
+    # tuning
+    hyperband_factor: int
+    tuner_max_epochs: int
+    seed: int = 42
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    data_dir: Path | None = None  # None: the embedded synthetic phantom
+    artifacts_dir: Path = Path("artifacts")
+
+    def replace(self, **changes) -> "RunConfig":
+        """A copy with some fields changed (the config itself is immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def uses_phantom(self) -> bool:
+        return self.data_dir is None
+
+    @property
+    def phantom_dir(self) -> Path:
+        """Where the embedded phantom dataset of this profile is cached."""
+        return self.artifacts_dir / "data" / f"phantom-n{self.phantom_n}-s{self.phantom_size}-seed{self.phantom_seed}"
+
+    def as_rows(self) -> list[tuple[str, str]]:
+        """(setting, value) rows for printing at the top of a notebook."""
+        rows = [
+            ("profile", self.profile),
+            ("data", str(self.data_dir) if self.data_dir else f"synthetic CT phantom ({self.phantom_n} slices, "
+                                                               f"{self.phantom_size} px, seed {self.phantom_seed})"),
+            ("artifacts", str(self.artifacts_dir)),
+            ("split train/val/test", "/".join(f"{f:.0%}" for f in self.split_fractions)),
+            ("window (level/width, HU)", f"L{self.window_level:g} / W{self.window_width:g}"),
+            ("input size", f"{self.image_size}x{self.image_size}x3"),
+            ("batch size", str(self.batch_size)),
+            ("epochs", str(self.epochs)),
+            ("optimizer", f"Adam lr={self.learning_rate:g}, beta1={self.beta_1}, beta2={self.beta_2}"),
+            ("lr schedule", f"x{self.lr_drop_factor:g} every {self.lr_drop_every} epochs"),
+            ("early stopping patience", str(self.early_stopping_patience)),
+            ("head", f"Dense {self.dense_units}, dropout {self.dropout}"),
+            ("Hyperband", f"factor {self.hyperband_factor}, max_epochs {self.tuner_max_epochs}"),
+            ("seed", str(self.seed)),
+        ]
+        return rows
+
+    def describe(self) -> str:
+        """A two-column, plain-text table of the configuration."""
+        rows = self.as_rows()
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+_PROFILES: dict[str, dict] = {
+    "quick": dict(
+        phantom_n=160, phantom_size=256, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
+        window_level=40.0, window_width=400.0,
+        image_size=64, batch_size=16, epochs=2, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
+        beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
+        hyperband_factor=3, tuner_max_epochs=2,
+    ),
+    "laptop": dict(
+        phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
+        window_level=40.0, window_width=400.0,
+        image_size=96, batch_size=32, epochs=8, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
+        beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
+        hyperband_factor=3, tuner_max_epochs=3,
+    ),
+    "paper": dict(
+        phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
+        window_level=40.0, window_width=400.0,
+        image_size=224, batch_size=46, epochs=80, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
+        beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
+        hyperband_factor=3, tuner_max_epochs=80,
+    ),
+}
+
+PROFILE_NAMES: tuple[str, ...] = tuple(_PROFILES)
+
+# Training throughput (images/s) of ResNet-50 on the 2-core reference CPU with oneDNN on
+# (shared/FINDINGS.md), used only to estimate run time before a run starts.
+_CPU_TRAIN_IMAGES_PER_S = {64: 23.0, 96: 16.0, 128: 8.5, 224: 2.9}
+
+
+def default_artifacts_dir() -> Path:
+    """``<repo>/artifacts`` for a source checkout, else ``~/.cache/liverlib``."""
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "liverlib").is_dir():
+        return repo / "artifacts"
+    return Path.home() / ".cache" / "liverlib"
+
+
+def load_config(profile: str | None = None, *, data_dir: str | os.PathLike | None = None,
+                artifacts_dir: str | os.PathLike | None = None) -> RunConfig:
+    """The run configuration: arguments first, then ``LIVERLIB_*`` environment variables, then defaults."""
+    name = (profile or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE).strip().lower()
+    if name not in _PROFILES:
+        raise LiverlibError(
+            f"unknown profile {name!r}; choose one of {', '.join(PROFILE_NAMES)} "
+            f"(set {PROFILE_ENV} or pass --profile)")
+    data = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
+    if data is not None:
+        data = Path(data).expanduser()
+        if not data.is_dir():
+            raise LiverlibError(
+                f"data folder {str(data)!r} does not exist or is not a folder; point {DATA_DIR_ENV} "
+                "(or --data) at a folder with one sub-folder per class, or unset it to use the synthetic phantom")
+    arts = artifacts_dir if artifacts_dir is not None else os.environ.get(ARTIFACTS_DIR_ENV) or None
+    arts = Path(arts).expanduser() if arts else default_artifacts_dir()
+    return RunConfig(profile=name, data_dir=data, artifacts_dir=arts, **_PROFILES[name])
+
+
+def estimate_training_seconds(config: RunConfig, n_train: int, images_per_s: float | None = None) -> float:
+    """Rough wall time of ``config.epochs`` epochs over ``n_train`` images on the reference 2-core CPU.
+
+    ``images_per_s`` overrides the CPU figure (for example with a GPU's measured rate).
+    """
+    if images_per_s is None:
+        sizes = sorted(_CPU_TRAIN_IMAGES_PER_S)
+        nearest = min(sizes, key=lambda s: abs(s - config.image_size))
+        # throughput scales roughly with the inverse of the pixel count
+        images_per_s = _CPU_TRAIN_IMAGES_PER_S[nearest] * (nearest / config.image_size) ** 2
+    return config.epochs * n_train / images_per_s
+
+
+def format_duration(seconds: float) -> str:
+    """'3 h 05 min', '12 min', '45 s'."""
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours:.0f} h {rest:02.0f} min"

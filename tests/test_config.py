@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import pytest
+
+from liverlib.config import (CLASS_NAMES, PROFILE_NAMES, estimate_training_seconds, format_duration,
+                             load_config)
+from liverlib.errors import LiverlibError
+
+
+def test_paper_profile_has_the_papers_exact_settings():
+    cfg = load_config("paper")
+    assert cfg.image_size == 224
+    assert cfg.batch_size == 46
+    assert cfg.learning_rate == pytest.approx(1e-4)
+    assert (cfg.beta_1, cfg.beta_2) == (0.9, 0.999)
+    assert cfg.epochs == 80
+    assert (cfg.lr_drop_every, cfg.lr_drop_factor) == (20, 0.1)
+    assert cfg.early_stopping_patience == 10
+    assert cfg.split_fractions == (0.7, 0.15, 0.15)
+    assert cfg.phantom_n == 4741
+    assert (cfg.dense_units, cfg.dropout, cfg.hyperband_factor) == (256, 0.5, 3)
+
+
+def test_profiles_get_smaller_from_paper_to_quick():
+    paper, laptop, quick = (load_config(p) for p in ("paper", "laptop", "quick"))
+    for a, b in ((paper, laptop), (laptop, quick)):
+        assert estimate_training_seconds(a, 1000) > estimate_training_seconds(b, 1000)
+    assert quick.phantom_n < laptop.phantom_n
+
+
+def test_environment_selects_profile_data_and_artifacts(monkeypatch, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("LIVERLIB_PROFILE", "quick")
+    monkeypatch.setenv("LIVERLIB_DATA_DIR", str(data))
+    monkeypatch.setenv("LIVERLIB_ARTIFACTS_DIR", str(tmp_path / "arts"))
+    cfg = load_config()
+    assert cfg.profile == "quick"
+    assert cfg.data_dir == data
+    assert cfg.artifacts_dir == tmp_path / "arts"
+    assert not cfg.uses_phantom
+
+
+def test_default_profile_is_laptop_and_uses_the_phantom():
+    cfg = load_config()
+    assert cfg.profile == "laptop"
+    assert cfg.uses_phantom
+    assert cfg.phantom_dir.is_relative_to(cfg.artifacts_dir)
+
+
+def test_unknown_profile_is_a_clear_error():
+    with pytest.raises(LiverlibError, match="unknown profile 'fast'.*quick, laptop, paper"):
+        load_config("fast")
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    with pytest.raises(LiverlibError, match="does not exist"):
+        load_config("quick", data_dir=tmp_path / "nowhere")
+
+
+def test_describe_lists_every_setting():
+    text = load_config("paper").describe()
+    for needle in ("224x224x3", "batch size", "46", "x0.1 every 20 epochs", "L40 / W400", "synthetic CT phantom"):
+        assert needle in text
+
+
+def test_paper_estimate_is_a_day_on_this_cpu():
+    cfg = load_config("paper")
+    seconds = estimate_training_seconds(cfg, round(0.7 * cfg.phantom_n))
+    # 80 epochs x 3319 images at 2.9 images/s
+    assert seconds == pytest.approx(80 * 3319 / 2.9, rel=1e-6)
+    assert format_duration(seconds).startswith("25 h")
+
+
+def test_class_names_are_the_four_classes_in_keras_order():
+    assert CLASS_NAMES == tuple(sorted(("benign", "malignant", "cirrhosis", "normal")))
+    assert set(PROFILE_NAMES) == {"quick", "laptop", "paper"}
+
+
+@pytest.mark.parametrize("seconds,text", [(30, "30 s"), (600, "10 min"), (3 * 3600 + 300, "3 h 05 min")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
