@@ -30,7 +30,7 @@ book: setup
 book-quick: setup
 	LIVERLIB_PROFILE=quick $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick
 
-test: setup browser
+test:
 	@bash scripts/run-tests.sh
 
 lab: setup

@@ -701,7 +701,8 @@ def _paint_lesions(cv: _Canvas, patient: Patient, z: float, liver: np.ndarray, f
             if mean_r > 6:
                 cv.paint(scar, box, lesion.hu["scar"], BY_NAME["central scar"].label)
         elif lesion.kind == "hcc":
-            mosaic = hu_core + lesion.hu["mosaic"] * fields.hetero[0][box] * 0.8
+            texture = fields.hetero[0][box]
+            mosaic = hu_core + lesion.hu["mosaic"] * 0.8 * (texture - texture[inside].mean())  # mean stays hu_core
             cap_width = 1.5 / max(mean_r, 1.0)
             cv.paint(inside, box, mosaic.astype(np.float32), BY_NAME["hepatocellular carcinoma"].label)
             capsule = inside & (rho > 1.0 - cap_width)

@@ -17,6 +17,8 @@ run_stage() {
   return $code
 }
 status=0
+run_stage "setup (.venv)" make --no-print-directory setup || { echo "setup failed"; exit 1; }
+run_stage "chromium" make --no-print-directory browser || status=1
 run_stage "unit tests" $VENV/bin/pytest -q tests -m "not browser" || status=1
 run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ || status=1
 run_stage "book (quick profile)" $VENV/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick || status=1
