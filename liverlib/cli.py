@@ -38,6 +38,26 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import json
+
+    from liverlib.audit import DEFAULT_THRESHOLD, audit_folder
+
+    result = audit_folder(args.data_dir, split_strategy=args.split, seed=args.seed,
+                          threshold=args.threshold or DEFAULT_THRESHOLD)
+    if args.json:
+        print(json.dumps(result.as_json()))
+        return 0
+    print(f"{result.images} images, {args.split if result.split_strategy != 'as given by the folders' else 'given'} "
+          f"split: {result.near_duplicate_pairs_across_splits} near-duplicate pair(s) across train and test, "
+          f"{result.flagged_test_images} test image(s) with a near-copy in training")
+    for row in result.pairs.head(args.show).itertuples(index=False):
+        print(f"  {row.test_file}  ~  {row.train_file}  (distance {row.distance:.3f})")
+    if len(result.pairs) > args.show:
+        print(f"  ... {len(result.pairs) - args.show} more (use --json for all)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liverlib",
@@ -71,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("audit", help="find test images with a near-copy in the training set (leakage audit)",
+                       description="Split a dataset folder (or use its train/valid/test folders) and report every "
+                                   "test image that has a near-duplicate in the training split: augmented copies "
+                                   "or neighbouring slices that would inflate test accuracy.")
+    p.add_argument("data_dir", help="dataset folder (class folders, or train/valid/test folders)")
+    p.add_argument("--split", choices=("grouped", "random"), default="grouped",
+                   help="grouped: by patient or copy group (default); random: slice-level, leaky on purpose")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threshold", type=float, default=None, help="signature distance below which two images are "
+                                                                  "near-copies (default: calibrated on the phantom)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--show", type=int, default=10, help="pairs to list without --json (default 10)")
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 

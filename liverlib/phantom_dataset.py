@@ -168,7 +168,7 @@ def write_phantom_dataset(out: str | os.PathLike, n: int = PAPER_DATASET_SIZE, s
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=get_context("spawn"),
                                      initializer=_one_thread_per_worker) as pool:
-                chunk = max(1, len(tasks) // (workers * 8))
+                chunk = max(1, len(tasks) // (workers * 32))
                 for patient_rows in pool.map(_write_patient, tasks, [job] * len(tasks), chunksize=chunk):
                     rows.extend(patient_rows)
                     bar.update(len(patient_rows))

@@ -1,0 +1,256 @@
+"""Load an image dataset the way real ones arrive, into one manifest.
+
+Two layouts are read (class folder names are case-insensitive; common synonyms are mapped and reported)::
+
+    DIR/benign/ DIR/cirrhosis/ DIR/malignant/ DIR/normal/         one folder per class
+    DIR/train/<class>/ DIR/valid/<class>/ DIR/test/<class>/       already split (val/ and validation/ too)
+
+Several folders (the paper merged a tumour set and a cirrhosis set) load as one dataset with the
+source of each image recorded. Every file is decoded once; corrupt, empty, unreadable or too-large
+files are skipped and listed in the report, never silently dropped and never fatal to the whole load.
+
+The manifest has one row per image: ``file`` (absolute path), ``rel`` (relative to its source folder),
+``class``, ``label``, ``group`` (what splits must keep together), ``group_from``, ``source``, ``split``
+(for pre-split layouts), ``format``, ``mode``, ``width``, ``height``, ``bytes``, ``sha256``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from liverlib.config import CLASS_NAMES
+from liverlib.errors import LiverlibError
+from liverlib.imageio import IMAGE_SUFFIXES, decode_file
+
+CLASS_SYNONYMS: dict[str, str] = {
+    "benign": "benign", "benign_tumor": "benign", "benign_tumour": "benign", "benign tumor": "benign",
+    "benign tumour": "benign", "benign-tumor": "benign", "non_malignant": "benign",
+    "malignant": "malignant", "malignant_tumor": "malignant", "malignant_tumour": "malignant",
+    "malignant tumor": "malignant", "malignant-tumor": "malignant", "cancer": "malignant", "hcc": "malignant",
+    "cirrhosis": "cirrhosis", "cirrhotic": "cirrhosis", "liver_cirrhosis": "cirrhosis", "liver cirrhosis": "cirrhosis",
+    "normal": "normal", "healthy": "normal", "normal_liver": "normal", "no_tumor": "normal", "notumor": "normal",
+    "no tumor": "normal",
+}
+SPLIT_SYNONYMS: dict[str, str] = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                                  "validation": "val", "test": "test", "testing": "test"}
+IGNORED_DIRS = {"masks", "mask", "labels", "__macosx", ".ipynb_checkpoints"}
+MANIFEST_FILE = "manifest.csv"  # a phantom manifest (or any CSV with file and patient_id columns)
+GROUPS_FILE = "groups.csv"  # a user CSV with columns file, group
+
+
+@dataclass
+class LoadReport:
+    """What the loader found, mapped, ignored and skipped: shown to the user after every load."""
+
+    sources: list[str]
+    layout: str  # "class folders" or "pre-split"
+    counts: dict[str, int]
+    synonyms: dict[str, str] = field(default_factory=dict)  # folder name -> class, where not identical
+    ignored: list[str] = field(default_factory=list)  # folders and files that are not images of a class
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    group_from: str = ""
+
+    def summary(self) -> str:
+        lines = [f"{sum(self.counts.values())} images in {len(self.counts)} classes from "
+                 f"{', '.join(self.sources)} ({self.layout})",
+                 "  " + ", ".join(f"{c}: {n}" for c, n in self.counts.items())]
+        if self.synonyms:
+            lines.append("  folder names mapped: " + ", ".join(f"{k!r} -> {v}" for k, v in self.synonyms.items()))
+        if self.group_from:
+            lines.append(f"  groups for splitting: {self.group_from}")
+        if self.ignored:
+            lines.append(f"  ignored {len(self.ignored)}: " + ", ".join(self.ignored[:5])
+                         + (" ..." if len(self.ignored) > 5 else ""))
+        if self.skipped:
+            lines.append(f"  SKIPPED {len(self.skipped)} unreadable file(s):")
+            lines += [f"    {f}: {why}" for f, why in self.skipped[:20]]
+            if len(self.skipped) > 20:
+                lines.append(f"    ... and {len(self.skipped) - 20} more (see report.skipped)")
+        return "\n".join(lines)
+
+
+@dataclass
+class Dataset:
+    manifest: pd.DataFrame
+    report: LoadReport
+
+
+def class_of(folder_name: str) -> str | None:
+    key = folder_name.strip().lower()
+    return CLASS_SYNONYMS.get(key) or CLASS_SYNONYMS.get(key.replace("-", "_"))
+
+
+def _candidate_files(folder: Path) -> list[Path]:
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(path)
+    return files
+
+
+def _find_class_folders(root: Path, report: LoadReport, split: str = "") -> list[tuple[Path, str, str]]:
+    found = []
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        cls = class_of(child.name)
+        if cls is None:
+            if child.name.lower() not in IGNORED_DIRS:
+                report.ignored.append(str(child.relative_to(root.parent if split else root)) + "/")
+            continue
+        if child.name != cls:
+            report.synonyms[child.name] = cls
+        found.append((child, cls, split))
+    return found
+
+
+def _layout(root: Path, report: LoadReport) -> list[tuple[Path, str, str]]:
+    if not root.exists():
+        raise LiverlibError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise LiverlibError(f"{root} is a file; give the folder that holds the class folders")
+    subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    splits = {SPLIT_SYNONYMS[k]: p for k, p in subdirs.items() if k in SPLIT_SYNONYMS}
+    if splits:
+        report.layout = "pre-split"
+        folders = []
+        for split, path in sorted(splits.items()):
+            folders += _find_class_folders(path, report, split)
+        return folders
+    report.layout = "class folders"
+    folders = _find_class_folders(root, report)
+    if not folders:
+        names = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no sub-folders at all"
+        raise LiverlibError(f"{root} has no class folders (found: {names}); expected folders named "
+                            f"{', '.join(CLASS_NAMES)} (or train/valid/test folders that hold them)")
+    return folders
+
+
+def _inspect(path: Path) -> dict:
+    data = path.read_bytes()
+    decoded = decode_file(path)
+    return {"format": decoded.format, "mode": decoded.mode, "width": decoded.width, "height": decoded.height,
+            "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def scan_dataset(roots: str | os.PathLike | list, *, groups_csv: str | os.PathLike | None = None,
+                 workers: int = 4) -> Dataset:
+    """Find, decode and describe every image under one or more dataset folders."""
+    roots = [Path(r).expanduser() for r in (roots if isinstance(roots, list | tuple) else [roots])]
+    report = LoadReport(sources=[r.name for r in roots], layout="", counts={})
+    entries = []
+    for root in roots:
+        for folder, cls, split in _layout(root, report):
+            files = _candidate_files(folder)
+            if not files:
+                report.ignored.append(f"{folder.relative_to(root)}/ (empty class folder)")
+            entries += [(root, f, cls, split) for f in files]
+    if not entries:
+        raise LiverlibError(f"no image files (PNG, JPEG, BMP, TIFF, DICOM) in the class folders of "
+                            f"{', '.join(map(str, roots))}")
+
+    def inspect(entry):
+        root, path, cls, split = entry
+        try:
+            return entry, _inspect(path), None
+        except LiverlibError as exc:
+            return entry, None, str(exc).replace(str(path), path.name)
+        except OSError as exc:
+            return entry, None, f"cannot be read: {exc.strerror}"
+
+    rows = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for (root, path, cls, split), info, error in pool.map(inspect, entries):
+            if error:
+                report.skipped.append((str(path.relative_to(root.parent)), error))
+                continue
+            rows.append({"file": str(path.resolve()), "rel": path.relative_to(root).as_posix(), "class": cls,
+                         "label": CLASS_NAMES.index(cls), "source": root.name, "split": split, **info})
+    if not rows:
+        raise LiverlibError(f"none of the {len(entries)} files could be read; see the report:\n"
+                            + "\n".join(f"  {f}: {why}" for f, why in report.skipped[:10]))
+    manifest = pd.DataFrame(rows)
+    manifest["group"], report.group_from = _groups(manifest, roots, groups_csv)
+    manifest["group_from"] = report.group_from
+    report.counts = {c: int(n) for c, n in sorted(Counter(manifest["class"]).items())}
+    missing = [c for c in CLASS_NAMES if c not in report.counts]
+    if missing:
+        report.ignored.append(f"no images for class(es): {', '.join(missing)}")
+    return Dataset(manifest=manifest.reset_index(drop=True), report=report)
+
+
+def _groups(manifest: pd.DataFrame, roots: list[Path], groups_csv) -> tuple[pd.Series, str]:
+    """Group ids: a user CSV, else the phantom manifest's patients, else near-duplicate clusters."""
+    if groups_csv is not None:
+        table = pd.read_csv(groups_csv)
+        if not {"file", "group"} <= set(table.columns):
+            raise LiverlibError(f"{groups_csv} needs the columns 'file' and 'group' (found {', '.join(table.columns)})")
+        mapping = dict(zip(table["file"].astype(str), table["group"].astype(str)))
+        groups = manifest["rel"].map(mapping)
+        if groups.isna().any():
+            missing = manifest.loc[groups.isna(), "rel"].head(3).tolist()
+            raise LiverlibError(f"{groups_csv} has no group for {int(groups.isna().sum())} file(s), e.g. {missing}")
+        return manifest["source"] + ":" + groups, f"user CSV {Path(groups_csv).name}"
+    mapped = pd.Series(index=manifest.index, dtype=object)
+    for root in roots:
+        path = root / MANIFEST_FILE
+        if path.is_file():
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+            if {"file", "patient_id"} <= set(table.columns):
+                patients = dict(zip(table["file"], table["patient_id"]))
+                sel = manifest["source"] == root.name
+                mapped[sel] = root.name + ":" + manifest.loc[sel, "rel"].map(patients)
+    if mapped.notna().all():
+        return mapped, "patient ids from the dataset's manifest.csv"
+    from liverlib.audit import near_duplicate_groups
+
+    clusters = near_duplicate_groups(manifest.loc[mapped.isna(), "file"].tolist())
+    mapped[mapped.isna()] = ["dup:" + str(c) for c in clusters]
+    return mapped, "near-duplicate clusters (no patient ids given; add groups.csv to use your own)"
+
+
+def load_dataset(data_dir: str | os.PathLike | None = None, config=None) -> Dataset:
+    """The dataset of a run: ``data_dir`` (or the config's), else the profile's synthetic phantom.
+
+    The phantom is generated on first use and cached under the artifacts folder.
+    """
+    from liverlib.config import load_config
+
+    config = config or load_config()
+    data_dir = data_dir or config.data_dir
+    if data_dir is None:
+        data_dir = ensure_phantom(config)
+    return scan_dataset(data_dir)
+
+
+def ensure_phantom(config) -> Path:
+    """The profile's synthetic phantom dataset, generated once and then reused."""
+    from liverlib.phantom_dataset import write_phantom_dataset
+
+    path = config.phantom_dir
+    if not (path / MANIFEST_FILE).is_file():
+        print(f"generating the synthetic phantom ({config.phantom_n} slices) into {path} ...")
+        write_phantom_dataset(path, n=config.phantom_n, seed=config.phantom_seed, size=config.phantom_size,
+                              overwrite=True)
+    return path
+
+
+def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Images per class (and per split, if any) with percentages."""
+    counts = manifest.groupby("class").size().reindex(CLASS_NAMES, fill_value=0)
+    table = pd.DataFrame({"images": counts, "share": (counts / counts.sum()).round(3)})
+    table["groups"] = manifest.groupby("class")["group"].nunique().reindex(CLASS_NAMES, fill_value=0)
+    return table
+
+
+def as_arrays(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """File paths and integer labels, for a tf.data pipeline."""
+    return manifest["file"].to_numpy(), manifest["label"].to_numpy(dtype=np.int32)

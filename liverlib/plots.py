@@ -1,0 +1,80 @@
+"""Figures the notebooks share: CT slices in a window, label maps, montages. Every figure has titles and units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from liverlib.tissues import BY_LABEL, TISSUES
+from liverlib.windowing import window_hu
+
+
+def label_colormap():
+    """A categorical colour map for phantom label maps (0 = air is black), and its normalisation."""
+    import matplotlib.colors as mcolors
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"].colors + colormaps["tab20b"].colors
+    colours = [(0, 0, 0)] + [palette[i % len(palette)] for i in range(1, 256)]
+    return mcolors.ListedColormap(colours), mcolors.BoundaryNorm(np.arange(-0.5, 256.5), 256)
+
+
+def show_ct(ax, hu: np.ndarray, window: tuple[float, float] = (40, 400), title: str | None = None) -> None:
+    """A slice in HU, shown under a window (level, width), without axes."""
+    ax.imshow(window_hu(hu, *window), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def show_hu_map(fig, ax, hu: np.ndarray, title: str, vmin: float = -200, vmax: float = 300) -> None:
+    """A slice in HU with a colour bar in HU."""
+    image = ax.imshow(hu, cmap="gray", vmin=vmin, vmax=vmax)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02, label="HU")
+
+
+def show_labels(ax, labels: np.ndarray, title: str = "label map", legend: bool = True) -> None:
+    """A phantom label map in categorical colours, with a legend of the tissues present."""
+    import matplotlib.patches as mpatches
+
+    cmap, norm = label_colormap()
+    ax.imshow(labels, cmap=cmap, norm=norm, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+    if legend:
+        present = [int(v) for v in np.unique(labels) if int(v) in BY_LABEL]
+        handles = [mpatches.Patch(color=cmap(norm(v)), label=BY_LABEL[v].name) for v in present]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
+
+
+def montage(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 4, window=(40, 400),
+            size: float = 2.6, suptitle: str | None = None, hu: bool = True):
+    """A grid of slices; ``hu=False`` for images already in grey levels (0-255)."""
+    import matplotlib.pyplot as plt
+
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, image, title in zip(axes.flat, images, titles):
+        if hu:
+            show_ct(ax, image, window, title)
+        else:
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def tissue_table():
+    """The phantom's HU values per tissue with the literature ranges they come from, as a DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame([{"tissue": t.name, "label": t.label, "phantom HU (portal-venous)":
+                          f"{t.hu_range[0]:g} to {t.hu_range[1]:g}", "literature": t.literature,
+                          "lesion": "yes" if t.lesion else ""} for t in TISSUES]).set_index("tissue")

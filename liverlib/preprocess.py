@@ -1,0 +1,183 @@
+"""Preprocessing and augmentation: from image files to the batches ResNet-50 trains on.
+
+The deterministic steps are the paper's: decode (DICOM: HU, then a window), resize to the profile's
+size, replicate the grey channel to 3 channels, scale to [0, 1] by dividing by 255. They run once per
+image in a ``tf.data`` pipeline with parallel decoding and are cached; shuffling, batching,
+augmentation (training only) and prefetching follow.
+
+Augmentation matches the paper's ImageDataGenerator use (rotation, width and height shift, zoom,
+horizontal flip) as one Keras preprocessing layer, :class:`RandomAffine`, that composes the four into a
+single affine transform per image: applying Keras' four separate layers one after another costs about
+twice as much (shared/FINDINGS.md).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from liverlib.imageio import decode_file
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module load
+
+
+def resize_grey(grey: np.ndarray, size: int) -> np.ndarray:
+    """A grey image (0-255) resized to size x size with bilinear interpolation, as uint8."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(grey, dtype=np.float32))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.clip(np.round(np.asarray(image)), 0, 255).astype(np.uint8)
+
+
+def to_model_input(grey_uint8: np.ndarray) -> np.ndarray:
+    """size x size uint8 -> size x size x 3 float32 in [0, 1] (the paper's /255, grey copied to RGB)."""
+    x = np.asarray(grey_uint8, dtype=np.float32) / 255.0
+    return np.repeat(x[..., None], 3, axis=-1)
+
+
+def load_resized(path: str, size: int, window: tuple[float, float] | None = None) -> np.ndarray:
+    """Decode one file and resize it: the deterministic part of preprocessing, as uint8."""
+    return resize_grey(decode_file(path, window).grey, size)
+
+
+def load_images(files, size: int, window: tuple[float, float] | None = None, workers: int = 4) -> np.ndarray:
+    """Many files decoded and resized in parallel threads: an (N, size, size) uint8 array."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        images = list(pool.map(lambda f: load_resized(str(f), size, window), files))
+    return np.stack(images) if images else np.zeros((0, size, size), np.uint8)
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def random_affine_layer(rotation_deg: float = 10.0, width_shift: float = 0.1, height_shift: float = 0.1,
+                        zoom: float = 0.1, horizontal_flip: bool = True, seed: int | None = None):
+    """The paper's augmentation as one Keras layer (see :class:`RandomAffine`)."""
+    return _random_affine_class()(rotation_deg, width_shift, height_shift, zoom, horizontal_flip, seed=seed)
+
+
+def _define_random_affine():
+    keras = _keras()
+    ops = keras.ops
+
+    @keras.saving.register_keras_serializable(package="liverlib")
+    class RandomAffine(keras.layers.Layer):
+        """Random rotation, shift, zoom and horizontal flip composed into one affine transform per image.
+
+        Ranges follow ImageDataGenerator: ``rotation_deg`` in degrees, shifts and zoom as fractions of the
+        image size. Pixels that come from outside the image are filled with 0 (air). Active only when
+        ``training=True``; at inference the layer passes images through unchanged.
+        """
+
+        def __init__(self, rotation_deg=10.0, width_shift=0.1, height_shift=0.1, zoom=0.1,
+                     horizontal_flip=True, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.rotation_deg = float(rotation_deg)
+            self.width_shift = float(width_shift)
+            self.height_shift = float(height_shift)
+            self.zoom = float(zoom)
+            self.horizontal_flip = bool(horizontal_flip)
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def transform_matrices(self, batch: int, height: int, width: int):
+            """The (batch, 8) inverse transforms: output pixel -> input pixel."""
+            def uniform(low, high):
+                return keras.random.uniform((batch,), low, high, seed=self.seed_generator)
+
+            angle = uniform(-1.0, 1.0) * (self.rotation_deg * np.pi / 180.0)
+            scale = uniform(1.0 - self.zoom, 1.0 + self.zoom)
+            tx = uniform(-1.0, 1.0) * self.width_shift * width
+            ty = uniform(-1.0, 1.0) * self.height_shift * height
+            if self.horizontal_flip:
+                flip = ops.where(uniform(0.0, 1.0) < 0.5, -1.0, 1.0)
+            else:
+                flip = ops.ones((batch,))
+            cos, sin = ops.cos(angle), ops.sin(angle)
+            # input = C + F R(-angle) (output - C - t) / scale, with F = diag(flip, 1)
+            m00, m01 = flip * cos / scale, flip * sin / scale
+            m10, m11 = -sin / scale, cos / scale
+            cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+            ox, oy = cx + tx, cy + ty
+            a2 = cx - (m00 * ox + m01 * oy)
+            b2 = cy - (m10 * ox + m11 * oy)
+            zeros = ops.zeros((batch,))
+            return ops.stack([m00, m01, a2, m10, m11, b2, zeros, zeros], axis=1)
+
+        def call(self, images, training=None):
+            if not training:
+                return images
+            shape = ops.shape(images)
+            matrices = self.transform_matrices(shape[0], images.shape[1], images.shape[2])
+            return ops.image.affine_transform(ops.cast(images, "float32"), matrices, interpolation="bilinear",
+                                              fill_mode="constant", fill_value=0.0)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "rotation_deg": self.rotation_deg, "width_shift": self.width_shift,
+                    "height_shift": self.height_shift, "zoom": self.zoom,
+                    "horizontal_flip": self.horizontal_flip, "seed": self.seed}
+
+    return RandomAffine
+
+
+@functools.cache
+def _random_affine_class():
+    return _define_random_affine()
+
+
+def __getattr__(name):  # RandomAffine is defined on first use, so importing this module does not import Keras
+    if name == "RandomAffine":
+        return _random_affine_class()
+    raise AttributeError(name)
+
+
+def make_pipeline(files, labels, size: int, batch_size: int, training: bool, augmentation=None,
+                  window: tuple[float, float] | None = None, seed: int = 42, cache: bool = True):
+    """A ``tf.data.Dataset`` of (images, labels) batches: images float32 (B, size, size, 3) in [0, 1].
+
+    Parallel decode and resize -> cache -> (training: shuffle) -> batch -> (training: RandomAffine) ->
+    grey to RGB and /255 -> prefetch.
+    """
+    import tensorflow as tf
+
+    files = [str(f) for f in files]
+    labels = np.asarray(labels, dtype=np.int32)
+
+    def decode(path):
+        return load_resized(path.decode() if isinstance(path, bytes) else str(path), size, window)
+
+    def tf_decode(path, label):
+        image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
+        image.set_shape((size, size))
+        return image[..., None], label
+
+    ds = tf.data.Dataset.from_tensor_slices((files, labels))
+    ds = ds.map(tf_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training and augmentation is not None:
+        augment = random_affine_layer(augmentation.rotation_deg, augmentation.width_shift,
+                                      augmentation.height_shift, augmentation.zoom, augmentation.horizontal_flip,
+                                      seed=seed)
+        ds = ds.map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+
+    def finish(x, y):
+        x = tf.cast(x, tf.float32) / 255.0
+        return tf.repeat(x, 3, axis=-1), y
+
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
