@@ -58,6 +58,29 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from liverlib.config import load_config
+    from liverlib.data import load_dataset
+    from liverlib.splits import split_for
+    from liverlib.train import train
+
+    config = load_config(args.profile, data_dir=args.data)
+    changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    config = config.replace(**changes)
+    if args.out and args.out.exists() and any(args.out.iterdir()) and not (args.resume or args.overwrite):
+        raise LiverlibError(f"{args.out} already holds a run; pass --resume to continue it or --overwrite to start again")
+    print(config.describe())
+    dataset = load_dataset(config=config)
+    print(dataset.report.summary())
+    manifest = split_for(dataset, config)
+    result = train(config, manifest, args.out, resume=args.resume, overwrite=args.overwrite,
+                   class_weighting=args.class_weights, weights=args.weights, verbose=2)
+    metrics = result.card["metrics"]
+    print(f"run folder: {result.run_dir}")
+    print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liverlib",
@@ -105,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--show", type=int, default=10, help="pairs to list without --json (default 10)")
     p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("train", help="train the modified ResNet-50 (the paper's recipe) into a run folder",
+                       description="Train on --data (default: the profile's synthetic phantom) with the profile's "
+                                   "settings. A run killed at any moment continues with --resume.")
+    p.add_argument("--profile", choices=("quick", "laptop", "paper"), default=None,
+                   help="run profile (default: $LIVERLIB_PROFILE or laptop)")
+    p.add_argument("--data", default=None, help="dataset folder (default: $LIVERLIB_DATA_DIR or the phantom)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: under the artifacts folder)")
+    p.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    p.add_argument("--seed", type=int, default=None, help="override the profile's seed")
+    p.add_argument("--weights", default=None,
+                   help="backbone weights: 'imagenet' (from the Keras cache, if there) or a weights file")
+    p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -11,7 +11,8 @@ files are skipped and listed in the report, never silently dropped and never fat
 
 The manifest has one row per image: ``file`` (absolute path), ``rel`` (relative to its source folder),
 ``class``, ``label``, ``group`` (what splits must keep together), ``group_from``, ``source``, ``split``
-(for pre-split layouts), ``format``, ``mode``, ``width``, ``height``, ``bytes``, ``sha256``.
+(for pre-split layouts), ``format``, ``mode``, ``width``, ``height``, ``bytes``, ``sha256``, ``synthetic``
+(the folder was written by liverlib's phantom).
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ def scan_dataset(roots: str | os.PathLike | list, *, groups_csv: str | os.PathLi
         raise LiverlibError(f"none of the {len(entries)} files could be read; see the report:\n"
                             + "\n".join(f"  {f}: {why}" for f, why in report.skipped[:10]))
     manifest = pd.DataFrame(rows)
+    manifest["synthetic"] = manifest["source"].map({r.name: _is_synthetic(r) for r in roots})
     manifest["group"], report.group_from = _groups(manifest, roots, groups_csv)
     manifest["group_from"] = report.group_from
     report.counts = {c: int(n) for c, n in sorted(Counter(manifest["class"]).items())}
@@ -185,6 +187,16 @@ def scan_dataset(roots: str | os.PathLike | list, *, groups_csv: str | os.PathLi
     if missing:
         report.ignored.append(f"no images for class(es): {', '.join(missing)}")
     return Dataset(manifest=manifest.reset_index(drop=True), report=report)
+
+
+def _is_synthetic(root: Path) -> bool:
+    """True for a folder written by liverlib's phantom (its dataset.json says so)."""
+    import json
+
+    try:
+        return bool(json.loads((root / "dataset.json").read_text()).get("synthetic", False))
+    except (OSError, ValueError):
+        return False
 
 
 def _groups(manifest: pd.DataFrame, roots: list[Path], groups_csv) -> tuple[pd.Series, str]:

@@ -1,0 +1,141 @@
+"""The modified ResNet-50: the backbone built from :mod:`liverlib.blocks` and the paper's Table 1 head.
+
+Table 1's head: GlobalAveragePooling2D -> BatchNormalization -> Dropout(0.5) -> Dense(256, ReLU) ->
+Dropout(0.5) -> Dense(softmax). The paper's table gives a 3-unit output (771 parameters) for its four
+classes; we use one unit per class (4 units, 1,028 parameters).
+
+The backbone is a flat part of the model (no nested sub-model), so Grad-CAM can reach
+``conv5_block3_out`` with ``model.get_layer``. ImageNet weights (the paper's transfer learning) load from
+a local file, or from the Keras cache when a copy is there; when neither exists the model starts from
+random initialisation and says so once.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from liverlib.blocks import batch_norm, dense, global_average_pool, resnet50_backbone
+from liverlib.errors import LiverlibError
+
+IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+LAST_CONV_LAYER = "conv5_block3_out"
+_warned_random = False
+
+
+def imagenet_weights_path() -> Path | None:
+    """The ImageNet ResNet-50 (no top) weights file in the Keras cache, if a copy is there."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    path = home / "models" / IMAGENET_NOTOP_FILE
+    return path if path.is_file() else None
+
+
+def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
+    """Copy the weights of every layer of ``source`` into the layer of the same name in ``target``."""
+    copied = 0
+    target_layers = {layer.name: layer for layer in target.layers}
+    for layer in source.layers:
+        if layer.weights and layer.name in target_layers:
+            target_layers[layer.name].set_weights(layer.get_weights())
+            copied += 1
+    return copied
+
+
+def _load_backbone_weights(model: keras.Model, weights: str | os.PathLike, input_shape) -> int:
+    """Load ResNet-50 weights from a Keras weights file into our backbone; return the layers filled."""
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise LiverlibError(f"weights file {path} does not exist; give the path to "
+                            f"{IMAGENET_NOTOP_FILE} (or a .weights.h5 saved from a ResNet-50 without top)")
+    try:
+        reference = keras.applications.ResNet50(include_top=False, weights=str(path), input_shape=input_shape)
+    except Exception as exc:  # wrong file: h5 of another model, not h5 at all, truncated
+        raise LiverlibError(f"{path} could not be loaded as ResNet-50 weights ({type(exc).__name__}: {exc})") from None
+    return copy_weights_by_name(reference, model)
+
+
+def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_units: int = 256,
+                            dropout: float = 0.5, weights: str | os.PathLike | None = None) -> keras.Model:
+    """ResNet-50 (from the paper's equations) with the paper's Table 1 head.
+
+    ``weights``: None for random initialisation; ``"imagenet"`` to use the Keras cache's copy when there
+    is one (random initialisation, with one message, when there is not); or a path to a weights file.
+    """
+    if num_classes < 2:
+        raise LiverlibError(f"a classifier needs at least 2 classes, got {num_classes}")
+    if input_size < 32:
+        raise LiverlibError(f"ResNet-50 needs inputs of at least 32 x 32 pixels, got {input_size}")
+    input_shape = (input_size, input_size, 3)
+    inputs = keras.Input(input_shape, name="image")
+    features = resnet50_backbone(inputs)
+    x = global_average_pool(features, name="avg_pool")
+    x = batch_norm(x, name="head_bn")
+    x = layers.Dropout(dropout, name="head_dropout1")(x)
+    x = dense(x, dense_units, "relu", name="head_dense")
+    x = layers.Dropout(dropout, name="head_dropout2")(x)
+    outputs = dense(x, num_classes, "softmax", name="predictions")
+    model = keras.Model(inputs, outputs, name="modified_resnet50")
+
+    if weights == "imagenet":
+        cached = imagenet_weights_path()
+        if cached is None:
+            global _warned_random
+            if not _warned_random:
+                warnings.warn(f"ImageNet weights not found (expected {IMAGENET_NOTOP_FILE} in the Keras cache, "
+                              "~/.keras/models/); training starts from random initialisation", stacklevel=2)
+                _warned_random = True
+            model.weights_source = "random initialisation (ImageNet weights not available)"
+            return model
+        weights = cached
+    if weights is not None:
+        filled = _load_backbone_weights(model, weights, input_shape)
+        model.weights_source = f"{Path(weights).name} ({filled} layers)"
+    else:
+        model.weights_source = "random initialisation"
+    return model
+
+
+def backbone_stages(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
+    """Layers of the backbone grouped by stage (conv1 ... conv5) and the head."""
+    stages: dict[str, list] = {}
+    for layer in model.layers:
+        key = layer.name.split("_")[0] if layer.name.startswith(("conv", "pool")) else "head"
+        key = "conv1" if key == "pool1" else key
+        if key != "image":
+            stages.setdefault(key, []).append(layer)
+    return stages
+
+
+def set_trainable_stages(model: keras.Model, trainable: tuple[str, ...]) -> None:
+    """Freeze everything except the named stages ('head', 'conv5', 'conv4', ...).
+
+    Batch-normalisation layers in frozen stages stay in inference mode (Keras does this for layers with
+    ``trainable=False``), which is what fine-tuning from ImageNet needs.
+    """
+    for stage_name, stage_layers in backbone_stages(model).items():
+        for layer in stage_layers:
+            layer.trainable = stage_name in trainable
+
+
+def layer_table(model: keras.Model):
+    """The model's layers with output shapes and parameter counts, grouped like the paper's Table 1."""
+    import pandas as pd
+
+    rows = []
+    for stage_name, stage_layers in backbone_stages(model).items():
+        if stage_name == "head":
+            for layer in stage_layers:
+                rows.append({"layer": f"{layer.name} ({type(layer).__name__})",
+                             "output shape": str(tuple(layer.output.shape[1:])), "parameters": layer.count_params()})
+        else:
+            last = stage_layers[-1]
+            rows.append({"layer": f"{stage_name} ({len(stage_layers)} layers)",
+                         "output shape": str(tuple(last.output.shape[1:])),
+                         "parameters": sum(layer.count_params() for layer in stage_layers)})
+    table = pd.DataFrame(rows)
+    table.loc[len(table)] = {"layer": "total", "output shape": "", "parameters": model.count_params()}
+    return table

@@ -1,0 +1,162 @@
+"""Training through the CLI: artifacts, determinism, and a real process killed mid-run and resumed.
+
+Each training process spends most of its minute building the ResNet-50 graph, so these tests share runs.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from liverlib.errors import LiverlibError
+from liverlib.phantom_dataset import write_phantom_dataset
+from liverlib.train import latest_backup, read_history
+
+pytestmark = pytest.mark.slow
+
+
+def _train_cmd(data, out, *extra):
+    return [sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--data", str(data), "--out", str(out),
+            *extra]
+
+
+def _env(tmp):
+    env = dict(os.environ)
+    env["LIVERLIB_ARTIFACTS_DIR"] = str(tmp / "artifacts")
+    env.pop("LIVERLIB_PROFILE", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    write_phantom_dataset(tmp / "data", n=60, seed=2, size=96, workers=1, progress=False, slices_per_patient=1)
+    return tmp
+
+
+@pytest.fixture(scope="module")
+def two_runs(workdir):
+    """The same quick run twice, one epoch each, same seed."""
+    outs = []
+    for name in ("run_a", "run_b"):
+        out = workdir / name
+        result = subprocess.run(_train_cmd(workdir / "data", out, "--epochs", "1"), capture_output=True, text=True,
+                                env=_env(workdir), timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outs.append((out, result))
+    return outs
+
+
+def test_cli_train_writes_a_complete_run_folder(two_runs):
+    out, result = two_runs[0]
+    assert {"model.keras", "model_card.json", "history.csv", "curves.png", "split.csv"} <= {p.name for p in out.iterdir()}
+    assert not (out / "backup").exists()
+    card = json.loads((out / "model_card.json").read_text())
+    for key in ("class_names", "input_size", "window", "profile", "seed", "data_manifest_sha256", "split_sha256",
+                "versions", "metrics"):
+        assert key in card, key
+    assert card["class_names"] == ["benign", "cirrhosis", "malignant", "normal"]
+    assert card["input_size"] == 64 and card["profile"] == "quick" and card["synthetic_data"] is True
+    assert set(card["metrics"]) == {"val_accuracy", "val_balanced_accuracy", "val_macro_f1"}
+    assert "estimated time" in result.stdout and "validation:" in result.stdout
+
+
+def test_same_seed_same_metrics(two_runs):
+    (a, _), (b, _) = two_runs
+    ha, hb = pd.read_csv(a / "history.csv"), pd.read_csv(b / "history.csv")
+    assert len(ha) == len(hb) == 1
+    np.testing.assert_array_equal(ha[["loss", "val_loss", "accuracy"]].to_numpy(),
+                                  hb[["loss", "val_loss", "accuracy"]].to_numpy())
+    ca, cb = (json.loads((p / "model_card.json").read_text()) for p in (a, b))
+    assert ca["metrics"] == cb["metrics"] and ca["split_sha256"] == cb["split_sha256"]
+
+
+def test_saved_model_loads_in_safe_mode(two_runs):
+    from liverlib.train import load_run
+
+    run = load_run(two_runs[0][0])
+    assert run.model.output_shape == (None, 4)
+
+
+def test_a_killed_run_resumes_where_it_stopped(workdir):
+    data, out = workdir / "data", workdir / "killed"
+    epochs = "3"
+    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=_env(workdir))
+    history = out / "history.csv"
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:
+            if latest_backup(out) is not None:  # a complete end-of-epoch backup is on disk
+                break
+            if proc.poll() is not None:
+                pytest.fail("training finished before it could be interrupted:\n" + proc.stdout.read()[-2000:])
+            time.sleep(0.5)
+        else:
+            pytest.fail("the first epoch never finished")
+        proc.send_signal(signal.SIGKILL)  # as abrupt as a power loss
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = latest_backup(out)[1] + 1
+    assert len(read_history(out)) >= done_before
+    assert not (out / "model_card.json").exists()
+
+    refused = subprocess.run(_train_cmd(data, out, "--epochs", epochs), capture_output=True, text=True,
+                             env=_env(workdir))
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+
+    resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--resume"), capture_output=True, text=True,
+                             env=_env(workdir), timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{done_before} of {epochs} epochs done" in resumed.stdout
+    # Keras numbers epochs from 1: the resumed process starts after the last completed one, not at 1
+    assert "Epoch 1/" not in resumed.stdout and f"Epoch {done_before + 1}/{epochs}" in resumed.stdout
+    raw = pd.read_csv(history)
+    assert sorted(raw["epoch"].unique()) == list(range(int(epochs)))
+    assert len(raw) <= int(epochs) + 1  # at most the interrupted epoch is run twice
+    assert (out / "model_card.json").exists() and not (out / "backup").exists()
+
+
+def test_train_refuses_a_dataset_too_small_to_split(tmp_path):
+    from liverlib.config import load_config
+    from liverlib.train import train
+
+    manifest = pd.DataFrame({"file": ["a.png"], "class": ["benign"], "label": [0], "group": ["g"], "sha256": ["x"],
+                             "split": ["train"]})
+    with pytest.raises(LiverlibError, match="both the 'train' and the 'val' split"):
+        train(load_config("quick", artifacts_dir=tmp_path), manifest, tmp_path / "run")
+
+
+def test_load_run_refuses_unsafe_or_incomplete_models(tmp_path):
+    import keras
+
+    from liverlib.train import load_run
+
+    with pytest.raises(LiverlibError, match="not a finished training run"):
+        load_run(tmp_path)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "model.keras")
+    (tmp_path / "model_card.json").write_text(json.dumps({"class_names": ["a", "b"], "input_size": 4,
+                                                          "window": {"level": 40, "width": 400}}))
+    with pytest.raises(LiverlibError, match="unsafe deserialisation"):
+        load_run(tmp_path)
+
+
+def test_learning_rate_schedule_and_class_weights():
+    from liverlib.config import load_config
+    from liverlib.train import balanced_class_weights, piecewise_lr
+
+    schedule = piecewise_lr(load_config("paper"))
+    assert [schedule(e) for e in (0, 19, 20, 39, 40, 79)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7])
+    weights = balanced_class_weights(np.array([0, 0, 0, 1]), num_classes=2)
+    assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
