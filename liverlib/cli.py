@@ -65,7 +65,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from liverlib.train import train
 
     config = load_config(args.profile, data_dir=args.data)
-    changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
+                                 ("head_only_epochs", args.head_only_epochs)) if v is not None}
+    if args.fine_tune:
+        stages = tuple(s.strip() for s in args.fine_tune.split(",") if s.strip())
+        unknown = set(stages) - {"conv1", "conv2", "conv3", "conv4", "conv5", "head"}
+        if unknown:
+            raise LiverlibError(f"unknown stage(s) {', '.join(sorted(unknown))} in --fine-tune; "
+                                "use conv1 ... conv5 and head")
+        changes["fine_tune_stages"] = tuple(dict.fromkeys(stages + ("head",)))
     config = config.replace(**changes)
     if args.out and args.out.exists() and any(args.out.iterdir()) and not (args.resume or args.overwrite):
         raise LiverlibError(f"{args.out} already holds a run; pass --resume to continue it or --overwrite to start again")
@@ -141,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="backbone weights: 'imagenet' (from the Keras cache, if there) or a weights file")
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    p.add_argument("--head-only-epochs", type=int, default=None,
+                   help="train only the head for this many epochs first (fine-tuning from ImageNet weights)")
+    p.add_argument("--fine-tune", default=None, metavar="STAGES",
+                   help="stages trained after the head-only epochs, e.g. conv5,conv4 (default: all)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(func=_cmd_train)
@@ -159,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"liverlib {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"liverlib {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        hint = ("; continue with the same command and --resume" if args.command == "train"
+                else "; nothing half-written was left behind")
+        print(f"liverlib {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

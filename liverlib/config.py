@@ -78,6 +78,10 @@ class RunConfig:
     hyperband_factor: int
     tuner_max_epochs: int
     seed: int = 42
+    # fine-tuning (the paper's "fine-tuning various layers"): train only the head for this many epochs,
+    # then train the stages in fine_tune_stages. Useful with ImageNet weights; 0 trains everything throughout.
+    head_only_epochs: int = 0
+    fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     data_dir: Path | None = None  # None: the embedded synthetic phantom
     artifacts_dir: Path = Path("artifacts")
@@ -111,6 +115,8 @@ class RunConfig:
             ("lr schedule", f"x{self.lr_drop_factor:g} every {self.lr_drop_every} epochs"),
             ("early stopping patience", str(self.early_stopping_patience)),
             ("head", f"Dense {self.dense_units}, dropout {self.dropout}"),
+            ("fine-tuning", "all layers throughout" if not self.head_only_epochs else
+             f"head only for {self.head_only_epochs} epochs, then {', '.join(self.fine_tune_stages)}"),
             ("Hyperband", f"factor {self.hyperband_factor}, max_epochs {self.tuner_max_epochs}"),
             ("seed", str(self.seed)),
         ]

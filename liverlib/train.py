@@ -158,7 +158,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     import keras
 
     from liverlib.data import load_dataset
-    from liverlib.model import build_modified_resnet50
+    from liverlib.model import build_modified_resnet50, set_trainable_stages
     from liverlib.preprocess import make_pipeline
     from liverlib.splits import save_split, split_for
 
@@ -201,9 +201,6 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     else:
         model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units, config.dropout,
                                         weights)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
-                                                      beta_2=config.beta_2),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
         done = 0
         (run_dir / "run_started.json").write_text(json.dumps({"weights": model.weights_source}) + "\n")
         if len(history):  # a history without a backup: the run died before its first epoch ended
@@ -217,8 +214,23 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     if cw:
         print("class weights: " + ", ".join(f"{CLASS_NAMES[k]} {w:.2f}" for k, w in cw.items()))
     start = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=done, class_weight=cw,
-              shuffle=False, callbacks=_callbacks(config, run_dir, history), verbose=verbose)
+    # phases: (first epoch, last epoch, trainable stages); head-only first when fine-tuning is configured
+    warm = min(config.head_only_epochs, config.epochs)
+    phases = ([(0, warm, ("head",))] if warm > 0 else []) + [(warm, config.epochs, config.fine_tune_stages)]
+    for first, end, stages in phases:
+        if done >= end:
+            continue
+        # a model resumed in the middle of this phase keeps its trainable flags and optimiser state
+        if not (backup is not None and done > first):
+            set_trainable_stages(model, stages)
+            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+                                                          beta_2=config.beta_2),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+        if len(phases) > 1:
+            print(f"epochs {done + 1}-{end}: training {', '.join(stages)}")
+        model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=done, class_weight=cw, shuffle=False,
+                  callbacks=_callbacks(config, run_dir, read_history(run_dir)), verbose=verbose)
+        done = len(read_history(run_dir))  # fewer than `end` when early stopping ended the phase
     elapsed = time.perf_counter() - start
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
 

@@ -88,8 +88,9 @@ def test_saved_model_loads_in_safe_mode(two_runs):
 def test_a_killed_run_resumes_where_it_stopped(workdir):
     data, out = workdir / "data", workdir / "killed"
     epochs = "3"
-    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=_env(workdir))
+    # head only for the first epoch, then everything: the resume also crosses from one phase to the next
+    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(workdir))
     history = out / "history.csv"
     deadline = time.time() + 600
     try:
@@ -114,8 +115,8 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
                              env=_env(workdir))
     assert refused.returncode == 1 and "--resume" in refused.stderr
 
-    resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--resume"), capture_output=True, text=True,
-                             env=_env(workdir), timeout=600)
+    resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--resume"),
+                             capture_output=True, text=True, env=_env(workdir), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{done_before} of {epochs} epochs done" in resumed.stdout
     # Keras numbers epochs from 1: the resumed process starts after the last completed one, not at 1
@@ -124,6 +125,11 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     assert sorted(raw["epoch"].unique()) == list(range(int(epochs)))
     assert len(raw) <= int(epochs) + 1  # at most the interrupted epoch is run twice
     assert (out / "model_card.json").exists() and not (out / "backup").exists()
+    from liverlib.train import load_run
+
+    assert all(layer.trainable for layer in load_run(out).model.layers)  # fine-tuning ends with every stage
+    if done_before == 1:  # resumed at the phase boundary: the whole network trains from here on
+        assert "epochs 2-3: training conv1, conv2, conv3, conv4, conv5, head" in resumed.stdout
 
 
 def test_train_refuses_a_dataset_too_small_to_split(tmp_path):
@@ -160,3 +166,10 @@ def test_learning_rate_schedule_and_class_weights():
     assert [schedule(e) for e in (0, 19, 20, 39, 40, 79)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7])
     weights = balanced_class_weights(np.array([0, 0, 0, 1]), num_classes=2)
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+def test_cli_rejects_unknown_fine_tune_stages(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--fine-tune",
+                             "conv9,head", "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                            env=_env(tmp_path))
+    assert result.returncode == 1 and "unknown stage(s) conv9" in result.stderr
