@@ -100,14 +100,14 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
 
 
 def backbone_stages(model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
-    """Layers of the backbone grouped by stage (conv1 ... conv5) and the head."""
-    stages: dict[str, list] = {}
+    """Layers of the backbone grouped by stage (conv1 ... conv5, in order) and then the head."""
+    stages: dict[str, list] = {name: [] for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "head")}
     for layer in model.layers:
-        key = layer.name.split("_")[0] if layer.name.startswith(("conv", "pool")) else "head"
-        key = "conv1" if key == "pool1" else key
-        if key != "image":
-            stages.setdefault(key, []).append(layer)
-    return stages
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        prefix = layer.name.split("_")[0]
+        stages["conv1" if prefix == "pool1" else prefix if prefix in stages else "head"].append(layer)
+    return {name: found for name, found in stages.items() if found}
 
 
 def set_trainable_stages(model: keras.Model, trainable: tuple[str, ...]) -> None:
