@@ -48,7 +48,7 @@ def grouped_split(labels, groups, seed=0):
     return train, test
 
 
-def histogram_baseline(images, labels, train, test) -> dict:
+def histogram_baseline(images, labels, train, test, balanced: bool = True) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.pipeline import make_pipeline
@@ -56,13 +56,14 @@ def histogram_baseline(images, labels, train, test) -> dict:
 
     hist = np.stack([np.histogram(im, bins=64, range=(0, 256))[0] for im in images]).astype(float)
     hist /= hist.sum(axis=1, keepdims=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0, class_weight="balanced"))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0,
+                                                               class_weight="balanced" if balanced else None))
     model.fit(hist[train], labels[train])
     pred = model.predict(hist[test])
     return {"accuracy": accuracy_score(labels[test], pred), "macro_f1": f1_score(labels[test], pred, average="macro")}
 
 
-def small_cnn(images, labels, train, test, epochs: int, seed: int = 0) -> dict:
+def small_cnn(images, labels, train, test, epochs: int, seed: int = 0, balanced: bool = True) -> dict:
     import keras
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -80,7 +81,8 @@ def small_cnn(images, labels, train, test, epochs: int, seed: int = 0) -> dict:
     model = keras.Model(inputs, outputs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     counts = np.bincount(labels[train], minlength=len(CLASS_NAMES))
-    class_weight = {k: len(train) / (len(CLASS_NAMES) * max(c, 1)) for k, c in enumerate(counts)}  # "balanced"
+    class_weight = ({k: len(train) / (len(CLASS_NAMES) * max(c, 1)) for k, c in enumerate(counts)}  # "balanced"
+                    if balanced else None)
     start = time.perf_counter()
     model.fit(x[train], labels[train], epochs=epochs, batch_size=32, verbose=0, class_weight=class_weight)
     seconds = time.perf_counter() - start
@@ -95,10 +97,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=4741)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--no-class-weights", action="store_true", help="train both models without class weights")
     parser.add_argument("--smoke", action="store_true", help="tiny run that only checks the benchmark works")
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.epochs = 60, 1
+    balanced = not args.no_class_weights
     data = args.data
     if data is None:
         data = Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "data" / f"phantom-n{args.n}-s512-seed0"
@@ -109,12 +113,13 @@ def main(argv=None) -> dict:
     result = {
         "dataset": str(data), "n_images": int(len(labels)), "n_test": int(len(test)), "image_size": args.size,
         "split": "patient-grouped, stratified (StratifiedGroupKFold, 1 of 7 folds as test)",
-        "histogram_logistic_regression": histogram_baseline(images, labels, train, test),
-        "small_cnn": small_cnn(images, labels, train, test, args.epochs),
+        "class_weights": "balanced" if balanced else "none",
+        "histogram_logistic_regression": histogram_baseline(images, labels, train, test, balanced),
+        "small_cnn": small_cnn(images, labels, train, test, args.epochs, balanced=balanced),
         "chance_majority_class": float(np.bincount(labels[test]).max() / len(test)),
         "machine": machine_info(),
     }
-    write_result("phantom_separability_smoke" if args.smoke else "phantom_separability", result)
+    write_result("phantom_separability_smoke" if args.smoke else f"phantom_separability_{args.size}px", result)
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     return result
 
