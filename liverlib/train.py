@@ -108,7 +108,7 @@ def latest_backup(run_dir: Path) -> tuple[Path, int] | None:
 def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
     import keras
 
-    best = float(history[MONITOR].min()) if MONITOR in history else None
+    best = float(history[MONITOR].min()) if len(history) and MONITOR in history else None
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         """Early stopping that, after a resume, remembers the best epoch so far and how long ago it was."""
@@ -190,22 +190,24 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False,
                            None, window, seed=config.seed)
     backup = latest_backup(run_dir)
-    history = read_history(run_dir)
+    started_file = run_dir / "run_started.json"
     if backup is not None:  # an interrupted run: its model and optimiser state after the last full epoch
         model = keras.saving.load_model(backup[0], safe_mode=True)
-        started = json.loads((run_dir / "run_started.json").read_text()) if (run_dir / "run_started.json").is_file() else {}
+        started = json.loads(started_file.read_text()) if started_file.is_file() else {}
         model.weights_source = started.get("weights", "unknown")
         done = backup[1] + 1
-        history = history[history["epoch"] < done] if len(history) else history
         print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
     else:
         model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units, config.dropout,
                                         weights)
         done = 0
-        (run_dir / "run_started.json").write_text(json.dumps({"weights": model.weights_source}) + "\n")
-        if len(history):  # a history without a backup: the run died before its first epoch ended
-            (run_dir / HISTORY_FILE).unlink()
-            history = pd.DataFrame()
+        started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
+    # the history keeps exactly the epochs the model has seen: a row of an epoch cut short goes
+    history = read_history(run_dir)
+    if done == 0:
+        (run_dir / HISTORY_FILE).unlink(missing_ok=True)
+    elif len(history) and (history["epoch"] >= done).any():
+        history[history["epoch"] < done].to_csv(run_dir / HISTORY_FILE, index=False)
     cw = balanced_class_weights(train_rows["label"].to_numpy()) if class_weighting else None
     seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
     print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
