@@ -94,7 +94,7 @@ def test_table1_head_parameter_counts(ours):
 
 def test_last_conv_layer_is_reachable_for_gradcam(ours):
     layer = ours.get_layer(LAST_CONV_LAYER)
-    grad_model = keras.Model(ours.inputs, [layer.output, ours.output])
+    grad_model = keras.Model(ours.input, [layer.output, ours.output])
     conv, probs = grad_model(np.zeros((1, 64, 64, 3), "float32"))
     assert conv.shape == (1, 2, 2, 2048) and probs.shape == (1, 4)
 
