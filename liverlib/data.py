@@ -255,6 +255,11 @@ def ensure_phantom(config) -> Path:
     return path
 
 
+def data_key(manifest: pd.DataFrame) -> str:
+    """SHA-256 over the images' own hashes, in sorted order: which data a split or a run saw."""
+    return hashlib.sha256("\n".join(sorted(manifest["sha256"])).encode()).hexdigest()
+
+
 def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
     """Images per class (and per split, if any) with percentages."""
     counts = manifest.groupby("class").size().reindex(CLASS_NAMES, fill_value=0)

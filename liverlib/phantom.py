@@ -507,10 +507,9 @@ def render_slice(patient: Patient, index: int, size: int = 512, fields: _Patient
     trunk = fields.trunk
     cv.hu[:] = trunk["hu"]
     cv.labels[:] = trunk["labels"]
-    body, cavity, vy, vr = trunk["body"], trunk["cavity"], trunk["vy"], trunk["vr"]
+    cavity, vy, vr = trunk["cavity"], trunk["vy"], trunk["vr"]
     a_cav, b_cav = trunk["a_cav"], trunk["b_cav"]
     occupied = trunk["occupied"].copy()
-    full = (slice(0, size), slice(0, size))
 
     def organ(mask):
         if mask is not None:

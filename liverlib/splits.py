@@ -105,7 +105,9 @@ def split_for(dataset, config, strategy: str = "grouped") -> pd.DataFrame:
     manifest = dataset.manifest.copy()
     if (manifest["split"] != "").all() and strategy == "grouped":
         return manifest
-    key = hashlib.sha256("\n".join(sorted(manifest["sha256"])).encode()).hexdigest()[:16]
+    from liverlib.data import data_key
+
+    key = data_key(manifest)[:16]
     path = Path(config.artifacts_dir) / "splits" / f"{strategy}-seed{config.seed}-{key}.csv"
     if path.is_file():
         manifest["split"] = load_split(manifest, path)

@@ -21,7 +21,6 @@ A run killed at any moment (Ctrl-C, SIGTERM, power loss) continues from its last
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from liverlib.config import CLASS_NAMES, RunConfig, estimate_training_seconds, format_duration
+from liverlib.data import data_key
+from liverlib.environment import versions
 from liverlib.errors import LiverlibError
 
 MODEL_FILE = "model.keras"
@@ -60,11 +61,6 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = len(CLASS_NAME
     """n_samples / (n_classes * count): rare classes weigh more (scikit-learn's 'balanced')."""
     counts = np.bincount(np.asarray(labels), minlength=num_classes)
     return {k: float(len(labels) / (num_classes * c)) if c else 0.0 for k, c in enumerate(counts)}
-
-
-def data_key(manifest: pd.DataFrame) -> str:
-    """SHA-256 of the dataset's file hashes (order-independent): which data a run saw."""
-    return hashlib.sha256("\n".join(sorted(manifest["sha256"])).encode()).hexdigest()
 
 
 def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
@@ -250,7 +246,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         "data": str(config.data_dir or config.phantom_dir), "synthetic_data": synthetic,
         "weights": model.weights_source,
         "class_weights": cw, "train_images": int(len(train_rows)), "val_images": int(len(val_rows)),
-        "train_seconds_this_session": round(elapsed, 1), "versions": _versions(),
+        "train_seconds_this_session": round(elapsed, 1), "versions": versions(),
         "config": {k: v for k, v in config.__dict__.items() if k not in ("data_dir", "artifacts_dir", "augmentation")},
         "augmentation": config.augmentation.__dict__, "metrics": metrics,
         "intended_use": "teaching; not a medical device, not for diagnosis",
@@ -269,12 +265,6 @@ def validation_metrics(model, val_ds, labels: np.ndarray) -> dict:
             "val_balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
             "val_macro_f1": float(f1_score(labels, pred, average="macro", labels=range(len(CLASS_NAMES)),
                                            zero_division=0))}
-
-
-def _versions() -> dict:
-    from liverlib.environment import versions
-
-    return versions()
 
 
 def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = None):
