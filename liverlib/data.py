@@ -24,12 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from liverlib.config import CLASS_NAMES
 from liverlib.errors import LiverlibError
-from liverlib.imageio import IMAGE_SUFFIXES, decode_file
+from liverlib.imageio import IMAGE_SUFFIXES, decode_image, read_file
 
 CLASS_SYNONYMS: dict[str, str] = {
     "benign": "benign", "benign_tumor": "benign", "benign_tumour": "benign", "benign tumor": "benign",
@@ -136,8 +135,8 @@ def _layout(root: Path, report: LoadReport) -> list[tuple[Path, str, str]]:
 
 
 def _inspect(path: Path) -> dict:
-    data = path.read_bytes()
-    decoded = decode_file(path)
+    data = read_file(path)  # read once: decoded and hashed from the same bytes
+    decoded = decode_image(data, str(path))
     return {"format": decoded.format, "mode": decoded.mode, "width": decoded.width, "height": decoded.height,
             "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -266,8 +265,3 @@ def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"images": counts, "share": (counts / counts.sum()).round(3)})
     table["groups"] = manifest.groupby("class")["group"].nunique().reindex(CLASS_NAMES, fill_value=0)
     return table
-
-
-def as_arrays(manifest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """File paths and integer labels, for a tf.data pipeline."""
-    return manifest["file"].to_numpy(), manifest["label"].to_numpy(dtype=np.int32)

@@ -58,7 +58,8 @@ def decode_image(data: bytes, name: str = "the file", window: tuple[float, float
     return _decode_raster(data, name)
 
 
-def decode_file(path: str | os.PathLike, window: tuple[float, float] | None = None) -> DecodedImage:
+def read_file(path: str | os.PathLike) -> bytes:
+    """A file's bytes, refusing (before reading) one over the size limit for a slice."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -66,7 +67,11 @@ def decode_file(path: str | os.PathLike, window: tuple[float, float] | None = No
         raise LiverlibError(f"{path} cannot be read: {exc.strerror}") from None
     if size > MAX_FILE_BYTES:
         raise LiverlibError(f"{path} is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit for one slice")
-    return decode_image(path.read_bytes(), str(path), window)
+    return path.read_bytes()
+
+
+def decode_file(path: str | os.PathLike, window: tuple[float, float] | None = None) -> DecodedImage:
+    return decode_image(read_file(path), str(path), window)
 
 
 def _decode_dicom(data: bytes, name: str, window: tuple[float, float] | None) -> DecodedImage:

@@ -52,12 +52,6 @@ def load_images(files, size: int, window: tuple[float, float] | None = None, wor
     return np.stack(images) if images else np.zeros((0, size, size), np.uint8)
 
 
-def _keras():
-    import keras
-
-    return keras
-
-
 def random_affine_layer(rotation_deg: float = 10.0, width_shift: float = 0.1, height_shift: float = 0.1,
                         zoom: float = 0.1, horizontal_flip: bool = True, seed: int | None = None):
     """The paper's augmentation as one Keras layer (see :class:`RandomAffine`)."""
@@ -65,7 +59,8 @@ def random_affine_layer(rotation_deg: float = 10.0, width_shift: float = 0.1, he
 
 
 def _define_random_affine():
-    keras = _keras()
+    import keras
+
     ops = keras.ops
 
     @keras.saving.register_keras_serializable(package="liverlib")
