@@ -89,6 +89,48 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classify(args: argparse.Namespace) -> int:
+    import json
+
+    from liverlib.classify import display_name, get_classifier, iter_inputs
+    from liverlib.imageio import read_file
+    from liverlib.windowing import parse_window
+
+    window = parse_window(args.window) if args.window else None
+    classifier = get_classifier(args.model)  # once per call; a bad run folder stops here with one message
+    failures = 0
+    rows = []
+    for path in iter_inputs(args.files):
+        try:
+            if path.is_dir():
+                raise LiverlibError(f"folder {path} holds no image files (.png, .jpg, .bmp, .tif, .dcm)")
+            if not path.exists():
+                raise LiverlibError(f"{path} does not exist")
+            result = classifier(read_file(path), path.name, window=window, gradcam=False)
+        except LiverlibError as exc:
+            failures += 1
+            message = " ".join(str(exc).split())
+            if args.json:
+                print(json.dumps({"file": str(path), "error": message}), flush=True)
+            else:
+                print(f"{display_name(path)}: error: {message}", file=sys.stderr, flush=True)
+            continue
+        if args.json:
+            print(json.dumps({**result.as_json(), "file": str(path)}), flush=True)
+        else:
+            rows.append((str(path), result))
+    if rows:
+        width = max(len(p) for p, _ in rows)
+        names = classifier.class_names
+        print(f"{'file':<{width}}  {'predicted':<10} " + " ".join(f"{n:>9}" for n in names) + "  warnings")
+        for p, r in rows:
+            print(f"{p:<{width}}  {r.predicted_class:<10} "
+                  + " ".join(f"{r.probabilities[n]:>9.3f}" for n in names) + f"  {'; '.join(r.warnings)}")
+    if not args.json:
+        print(classifier.disclaimer(), file=sys.stderr)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liverlib",
@@ -156,6 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("classify", help="classify slices (PNG, JPEG, BMP, TIFF, DICOM) with a trained run",
+                       description="Classify each FILE (folders: every image file inside) with the model of a run "
+                                   "folder, applying the preprocessing its model card records. For teaching, "
+                                   "not for diagnosis. Exit status 0 when every file was classified.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="image files or folders of them")
+    p.add_argument("--model", required=True, metavar="RUN", help="run folder (with model.keras and model_card.json)")
+    p.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    p.add_argument("--window", default=None,
+                   help="DICOM only: window to apply, 'abdomen', 'liver' or 'L40/W400' (default: the model card's)")
+    p.set_defaults(func=_cmd_classify)
     return parser
 
 

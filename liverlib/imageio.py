@@ -99,12 +99,17 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
             width, height = im.size
             if width * height > MAX_PIXELS:
                 raise LiverlibError(f"{name} declares {width} x {height} pixels, more than a CT slice could have "
-                                    f"(limit {MAX_PIXELS:,}); is it really a slice?")
+                                    f"(limit {MAX_PIXELS:,}); export the slice at its acquired size (CT: 512 x 512)")
             im.load()
         except LiverlibError:
             raise
-        except Image.DecompressionBombError:
-            raise LiverlibError(f"{name} declares an enormous image (a decompression bomb); refusing to decode it") from None
+        except Image.DecompressionBombError as exc:
+            import re
+
+            count = re.search(r"\((\d+) pixels\)", str(exc))
+            declared = f"{int(count.group(1)):,} pixels" if count else f"over {MAX_PIXELS:,} pixels"
+            raise LiverlibError(f"{name} declares an enormous image ({declared}: a decompression bomb or not a slice); "
+                                "refusing to decode it. Export the slice at its acquired size (CT: 512 x 512)") from None
         except UnidentifiedImageError:
             raise LiverlibError(f"{name} is not an image PIL can read (PNG, JPEG, BMP, TIFF) nor DICOM") from None
         except (OSError, SyntaxError, ValueError) as exc:

@@ -16,3 +16,28 @@ def _isolated_env(monkeypatch, tmp_path):
     for name in ("LIVERLIB_PROFILE", "LIVERLIB_DATA_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LIVERLIB_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run folder with an untrained modified ResNet-50 (64 px) and a model card, as training writes them.
+
+    Untrained weights are enough to test everything that reads a run (decoding, preprocessing, class order,
+    Grad-CAM, the CLI, the widget) without spending a minute on training.
+    """
+    import json
+
+    import keras
+
+    from liverlib.config import CLASS_NAMES
+    from liverlib.model import build_modified_resnet50
+    from liverlib.train import CARD_FILE, MODEL_FILE
+
+    keras.utils.set_random_seed(0)
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    model = build_modified_resnet50(len(CLASS_NAMES), 64)
+    model.save(run_dir / MODEL_FILE)
+    card = {"class_names": list(CLASS_NAMES), "input_size": 64, "window": {"level": 40.0, "width": 400.0},
+            "profile": "test", "seed": 0, "synthetic_data": True, "metrics": {}}
+    (run_dir / CARD_FILE).write_text(json.dumps(card))
+    return run_dir
