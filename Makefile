@@ -37,7 +37,7 @@ lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
 app: setup
-	$(VENV)/bin/voila notebooks/08_classify_a_slice.ipynb --no-browser
+	$(VENV)/bin/liverlib app
 
 bench: setup
 	$(PY) -m benchmarks.run_all

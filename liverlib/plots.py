@@ -78,3 +78,30 @@ def tissue_table():
     return pd.DataFrame([{"tissue": t.name, "label": t.label, "phantom HU (portal-venous)":
                           f"{t.hu_range[0]:g} to {t.hu_range[1]:g}", "literature": t.literature,
                           "lesion": "yes" if t.lesion else ""} for t in TISSUES]).set_index("tissue")
+
+
+def classification_figure(result, title: str | None = None):
+    """One classified slice: the model's input, its Grad-CAM overlay and the class probabilities."""
+    import matplotlib.pyplot as plt
+
+    from liverlib.explain import overlay
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    axes[0].imshow(result.model_input, cmap="gray", vmin=0, vmax=255)
+    axes[0].set_title(f"{result.file}\nas the model sees it ({result.model_input.shape[0]} px)", fontsize=9)
+    if result.heatmap is not None:
+        axes[1].imshow(overlay(result.model_input, result.heatmap))
+        empty = float(result.heatmap.max()) == 0.0
+        axes[1].set_title(f"Grad-CAM: {result.predicted_class}"
+                          + ("\n(no positive evidence anywhere: map is zero)" if empty else ""), fontsize=9)
+    for ax in axes[:2]:
+        ax.set_axis_off()
+    names = list(result.probabilities)
+    probs = [result.probabilities[n] for n in names]
+    colours = ["#c44e52" if n == result.predicted_class else "#4c72b0" for n in names]
+    axes[2].barh(names[::-1], probs[::-1], color=colours[::-1])
+    axes[2].set_xlim(0, 1)
+    axes[2].set_xlabel("probability")
+    axes[2].set_title(title or f"predicted: {result.predicted_class} ({result.confidence:.2f})", fontsize=9)
+    fig.tight_layout()
+    return fig

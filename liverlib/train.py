@@ -294,6 +294,17 @@ def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = No
     return fig
 
 
+def latest_run(config: RunConfig) -> Path | None:
+    """The newest finished run of the configuration's profile under its artifacts folder, if there is one."""
+    runs = [p for p in (config.artifacts_dir / "runs").glob(f"{config.profile}-*") if (p / CARD_FILE).is_file()]
+    return max(runs, key=lambda p: (p / CARD_FILE).stat().st_mtime) if runs else None
+
+
+def trained_run(config: RunConfig) -> Path:
+    """A finished run for the profile: the newest one there is, or a new one trained with its defaults."""
+    return latest_run(config) or train(config).run_dir
+
+
 def load_run(run_dir: str | os.PathLike, with_history: bool = False) -> RunResult:
     """A finished run: its model (loaded in Keras safe mode) and model card."""
     import keras

@@ -5,7 +5,6 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 export LIVERLIB_PROFILE=quick
 export LIVERLIB_ARTIFACTS_DIR="${LIVERLIB_ARTIFACTS_DIR:-$PWD/_build/test-artifacts}"
-export MPLBACKEND=Agg
 stages=() ; times=() ; codes=()
 run_stage() {
   local name="$1"; shift

@@ -1,6 +1,10 @@
 import os
+import shutil
 
 import pytest
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--no-first-run"]
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -41,3 +45,17 @@ def tiny_run(tmp_path_factory):
             "profile": "test", "seed": 0, "synthetic_data": True, "metrics": {}}
     (run_dir / CARD_FILE).write_text(json.dumps(card))
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright (installed by `make test`)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("Debian's chromium is not installed; `make test` installs it (scripts/install-chromium.sh)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -1,0 +1,166 @@
+"""Upload a slice and classify it: an ipywidgets app for notebooks and for Voilà (``make app``).
+
+For each uploaded file the app shows the slice as the model sees it, the class probabilities as bars,
+the Grad-CAM overlay for the predicted class, and any warnings. A file that cannot be classified shows
+one readable error and the app goes on; no traceback ever reaches the page. Uploads are read from
+memory and nothing is written to disk.
+
+``ClassifyApp.process(files)`` is the same callback the upload button triggers; notebooks and tests call
+it with (name, bytes) pairs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from liverlib.classify import DISCLAIMER, Classification, display_name, get_classifier
+from liverlib.errors import LiverlibError
+from liverlib.windowing import WINDOWS
+
+ACCEPT = ".png,.jpg,.jpeg,.bmp,.tif,.tiff,.dcm,.dicom"
+MAX_FILES_PER_UPLOAD = 50
+MODEL_ENV = "LIVERLIB_MODEL"
+
+
+def _png_data_uri(image: np.ndarray, width: int = 200) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return (f'<img src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}" width="{width}" '
+            'style="image-rendering: pixelated; margin-right: 8px">')
+
+
+def result_html(result: Classification) -> str:
+    """One file's result as HTML: slice, Grad-CAM overlay, probability bars, warnings."""
+    from liverlib.explain import overlay
+
+    bars = []
+    for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
+        bold = "font-weight: bold;" if name == result.predicted_class else ""
+        bars.append(f'<tr><td style="padding-right: 6px; {bold}">{html.escape(name)}</td>'
+                    f'<td style="width: 160px"><div style="background: #4c72b0; height: 12px; width: {p * 100:.1f}%">'
+                    f'</div></td><td class="liverlib-probability" style="padding-left: 6px">{p:.3f}</td></tr>')
+    images = _png_data_uri(result.model_input)
+    if result.heatmap is not None:
+        images += _png_data_uri(overlay(result.model_input, result.heatmap))
+    warnings = "".join(f'<li style="color: #a15c00">{html.escape(w)}</li>' for w in result.warnings)
+    return (f'<div class="liverlib-result" style="margin: 8px 0; padding: 6px; border: 1px solid #ddd">'
+            f'<div><b>{html.escape(result.file)}</b>: predicted <b class="liverlib-predicted">'
+            f'{html.escape(result.predicted_class)}</b> (probability {result.confidence:.2f}, '
+            f'{result.seconds * 1000:.0f} ms)</div>'
+            f'<div style="display: flex; align-items: center">{images}'
+            f'<table style="font-size: 90%">{"".join(bars)}</table></div>'
+            f'<div style="font-size: 85%; color: #555">left: the slice as the model sees it; right: Grad-CAM for '
+            f'the predicted class (red: strongest evidence)</div>'
+            f'{f"<ul>{warnings}</ul>" if warnings else ""}</div>')
+
+
+def error_html(name: str, message: str) -> str:
+    return (f'<div class="liverlib-error" style="margin: 8px 0; padding: 6px; border: 1px solid #d62728; '
+            f'color: #8b0000"><b>{html.escape(display_name(name))}</b> could not be classified: '
+            f'{html.escape(message)}</div>')
+
+
+def find_run(config=None) -> Path | None:
+    """The model to serve: ``$LIVERLIB_MODEL`` if set, else the newest finished run of the profile."""
+    from liverlib.config import load_config
+    from liverlib.train import latest_run
+
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV]).expanduser()
+    return latest_run(config or load_config())
+
+
+class ClassifyApp:
+    """The upload-and-classify app for one run folder."""
+
+    def __init__(self, model_dir: str | os.PathLike | None, gradcam: bool = True):
+        import ipywidgets as widgets
+
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.gradcam = gradcam
+        self.classifier = None
+        load_error = None
+        try:
+            if self.model_dir is None:
+                raise LiverlibError("no trained model was found; train one (`liverlib train`, or run notebook "
+                                    f"04_training) or set {MODEL_ENV} to a run folder")
+            self.classifier = get_classifier(self.model_dir)
+        except LiverlibError as exc:
+            load_error = str(exc)
+        except Exception as exc:  # a broken model file must not kill the page
+            load_error = f"the model could not be loaded ({type(exc).__name__}: {exc})"
+
+        notice = self.classifier.disclaimer() if self.classifier else DISCLAIMER
+        self.notice = widgets.HTML(f'<div style="padding: 6px; background: #fff3cd; border: 1px solid #e0c36a">'
+                                   f'{html.escape(notice)}</div>')
+        default = self.classifier.window if self.classifier else WINDOWS["abdomen"]
+        options = [(f"as trained: L{default[0]:g}/W{default[1]:g}", "trained")]
+        options += [(f"{name}: L{lvl:g}/W{wid:g}", name) for name, (lvl, wid) in WINDOWS.items()]
+        self.window = widgets.Dropdown(options=options, value="trained", description="DICOM window",
+                                       style={"description_width": "initial"})
+        self.upload = widgets.FileUpload(accept=ACCEPT, multiple=True, description="Upload slices",
+                                         disabled=self.classifier is None)
+        self.status = widgets.HTML(error_html("the model", load_error) if load_error else
+                                   "Upload PNG, JPEG, BMP, TIFF or DICOM slices (several at once is fine).")
+        self.results = widgets.HTML("")
+        self.upload.observe(self._on_upload, names="value")
+        self.widget = widgets.VBox([self.notice, widgets.HBox([self.upload, self.window]), self.status, self.results])
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _on_upload(self, change) -> None:
+        files = change["new"]
+        if not files:
+            return
+        try:
+            self.process([(f.get("name", ""), f.get("content", b"")) for f in files])
+        finally:
+            self.upload.value = ()  # so the same file can be uploaded again
+
+    def process(self, files) -> list[Classification | str]:
+        """Classify (name, bytes) pairs; show and return each result (or its error message)."""
+        outcomes: list[Classification | str] = []
+        parts = []
+        files = list(files)
+        if self.classifier is None:
+            return ["no model is loaded"]
+        if len(files) > MAX_FILES_PER_UPLOAD:
+            parts.append(error_html(f"{len(files)} files", f"at most {MAX_FILES_PER_UPLOAD} files per upload here; "
+                                                           "use `liverlib classify FOLDER --model RUN` for more"))
+            files = files[:MAX_FILES_PER_UPLOAD]
+        self.status.value = f"classifying {len(files)} file(s)..."
+        for name, content in files:
+            try:
+                result = self.classifier(bytes(content), name, window=WINDOWS.get(self.window.value),
+                                         gradcam=self.gradcam)
+            except LiverlibError as exc:
+                outcomes.append(str(exc))
+                parts.append(error_html(name, str(exc)))
+            except Exception as exc:  # never a traceback on the page; the next file still runs
+                message = f"unexpected {type(exc).__name__}: {exc}"
+                outcomes.append(message)
+                parts.append(error_html(name, message))
+            else:
+                outcomes.append(result)
+                parts.append(result_html(result))
+        done = sum(isinstance(o, Classification) for o in outcomes)
+        self.status.value = (f"{done} of {len(outcomes)} file(s) classified with "
+                             f"{html.escape(self.classifier.run_dir.name)}.")
+        self.results.value = "".join(parts)
+        return outcomes
+
+
+def classify_widget(model_dir: str | os.PathLike | None = None) -> ClassifyApp:
+    """The app for ``model_dir`` (default: :func:`find_run`)."""
+    return ClassifyApp(model_dir if model_dir is not None else find_run())

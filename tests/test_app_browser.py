@@ -1,0 +1,115 @@
+"""The web app (`make app`: Voila serving liverlib/app.ipynb) used in a real browser.
+
+Starts `liverlib app` on a free port with a run folder, opens it in headless Chromium, uploads a phantom
+PNG, a phantom DICOM and a bad file through the real file chooser, and checks what a person would see.
+Requests that leave 127.0.0.1 (Voila asks a CDN for icon fonts) are blocked; the app must work without them.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from PIL import Image
+
+from liverlib.dicom import write_ct_dicom
+from liverlib.phantom import make_slice
+from liverlib.windowing import window_to_uint8
+
+pytestmark = pytest.mark.browser
+CLASSES = ("benign", "cirrhosis", "malignant", "normal")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_run, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("app") / "voila.log"
+    env = {**os.environ, "LIVERLIB_MODEL": str(tiny_run)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "liverlib", "app", "--port", str(port)], env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the app exited with status {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"the app did not answer on {url} within 120 s:\n{log.read_text()[-3000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    png = folder / "phantom_benign.png"
+    Image.fromarray(window_to_uint8(make_slice("benign", seed=2, size=256).hu, 40, 400)).save(png)
+    dcm = folder / "phantom_malignant.dcm"
+    write_ct_dicom(dcm, make_slice("malignant", seed=4, size=256).hu, pixel_spacing_mm=1.56, patient_id="PHANTOM",
+                   slice_index=0, z_mm=0, slice_thickness_mm=5, window=(40, 400), uid_seed="app-test")
+    bad = folder / "holiday_notes.png"
+    bad.write_text("not an image at all")
+    return png, dcm, bad
+
+
+def _upload(page, path: Path) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Upload slices").click()
+    chooser.value.set_files(str(path))
+
+
+def test_upload_classify_and_survive_a_bad_file(app_url, files, browser):
+    png, dcm, bad = files
+    page = browser.new_page()
+    problems: list[str] = []
+
+    def route(r):
+        if urlparse(r.request.url).hostname in ("127.0.0.1", None) or r.request.url.startswith("data:"):
+            r.continue_()
+        else:
+            r.abort()  # offline: the CDN icon font is not needed
+
+    page.route("**/*", route)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(app_url, wait_until="load")
+    page.get_by_role("button", name="Upload slices").wait_for(timeout=120_000)  # the kernel ran the notebook
+    assert "not for diagnosis" in page.inner_text("body")
+    assert "Traceback" not in page.inner_text("body")
+
+    for path in (png, dcm):
+        _upload(page, path)
+        result = page.locator(".liverlib-result", has_text=path.name)
+        result.wait_for(timeout=60_000)
+        predicted = result.locator(".liverlib-predicted").inner_text()
+        assert predicted in CLASSES
+        probabilities = [float(t) for t in result.locator(".liverlib-probability").all_inner_texts()]
+        assert len(probabilities) == 4 and abs(sum(probabilities) - 1) < 0.01
+
+    _upload(page, bad)
+    error = page.locator(".liverlib-error", has_text=bad.name)
+    error.wait_for(timeout=60_000)
+    assert "not an image" in error.inner_text()
+    assert "Traceback" not in page.inner_text("body")
+
+    _upload(page, png)  # the app keeps working after the error
+    page.locator(".liverlib-result", has_text=png.name).wait_for(timeout=60_000)
+    assert page.locator(".liverlib-error").count() == 0
+    assert not problems, problems
