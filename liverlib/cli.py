@@ -131,6 +131,23 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from liverlib.evaluate import evaluate_run, headline_table, table2
+
+    evaluation = evaluate_run(args.model, args.data, args.out, split=args.split, n_boot=args.boot)
+    m = evaluation.metrics
+    print(f"{m['n_images']} images ({m['split']} split"
+          + (f", {m['n_groups']} patients" if m["n_groups"] else "") + f"); 95% intervals: bootstrap over "
+          f"{m['bootstrap']['unit']}s, {m['bootstrap']['resamples']} resamples")
+    print(headline_table(m, m["ci95"]).round(3).to_string())
+    print()
+    print(table2(m, m["ci95"]).round(3).to_string())
+    if m.get("synthetic_data"):
+        print("\nmeasured on SYNTHETIC phantom data, not patients")
+    print(f"report: {evaluation.out_dir}")
+    return 0
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     import json
     import os
@@ -237,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", default=None,
                    help="DICOM only: window to apply, 'abdomen', 'liver' or 'L40/W400' (default: the model card's)")
     p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("evaluate", help="the full evaluation report of a run on its test split or a dataset",
+                       description="Apply a run's model to its held-out test split (or to every image of --data "
+                                   "when that is another dataset) and write metrics.json (accuracy, balanced "
+                                   "accuracy, macro-F1, per-class precision/recall/specificity/F1, ROC-AUC, ECE, "
+                                   "95%% bootstrap intervals), per_class.csv, predictions.csv and figures.")
+    p.add_argument("--model", required=True, metavar="RUN", help="run folder")
+    p.add_argument("--data", default=None, help="dataset folder (default: the run's own split)")
+    p.add_argument("--out", default=None, help="report folder (default: RUN/evaluation)")
+    p.add_argument("--split", default="test", choices=("test", "val", "train"),
+                   help="which split of the run's data (default: test)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("app", help="serve the upload-and-classify page in the browser (Voila)",
                        description="Serve the classifier as a web page on this machine: upload slices, see "

@@ -105,3 +105,69 @@ def classification_figure(result, title: str | None = None):
     axes[2].set_title(title or f"predicted: {result.predicted_class} ({result.confidence:.2f})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def confusion_figure(cm, class_names: Sequence[str]):
+    """The confusion matrix as two seaborn heatmaps: counts, and rows normalised to recall."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    cm = np.asarray(cm, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    normalised = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    sns.heatmap(cm, annot=True, fmt=".0f", cmap="Blues", cbar=False, ax=axes[0],
+                xticklabels=class_names, yticklabels=class_names)
+    sns.heatmap(normalised, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=axes[1],
+                xticklabels=class_names, yticklabels=class_names)
+    for ax, title in zip(axes, ("counts", "row-normalised (diagonal = recall)")):
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(y_true, probs, class_names: Sequence[str]):
+    """One-vs-rest ROC curve per class, with its AUC."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y_true = np.asarray(y_true)
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for k, name in enumerate(class_names):
+        positive = y_true == k
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, probs[:, k])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(positive, probs[:, k]):.2f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.set_title("one-vs-rest ROC")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(y_true, probs, n_bins: int = 10, label: str = "model", ax=None):
+    """Reliability diagram: accuracy against confidence per bin; the diagonal is perfect calibration."""
+    import matplotlib.pyplot as plt
+
+    from liverlib.evaluate import expected_calibration_error, reliability_table
+
+    table = reliability_table(y_true, probs, n_bins)
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
+    used = table[table["images"] > 0]
+    ece = expected_calibration_error(y_true, probs, n_bins)
+    ax.plot(used["confidence"], used["accuracy"], "o-", label=f"{label} (ECE {ece:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("reliability diagram")
+    ax.legend(fontsize=8)
+    return fig if fig is not None else ax.figure
