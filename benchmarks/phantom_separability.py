@@ -1,6 +1,6 @@
 """Does the phantom carry its class in morphology and texture, not in global brightness?
 
-Trains two classifiers (both with balanced class weights) on the same patient-grouped split of a phantom dataset and reports test accuracy
+Trains two classifiers from liverlib.baselines (both with balanced class weights) on the same patient-grouped split of a phantom dataset and reports test accuracy
 and macro-F1 for both:
 
 * a logistic regression on each slice's 64-bin intensity histogram (global grey-level content only);
@@ -24,6 +24,7 @@ import numpy as np
 
 import liverlib  # noqa: F401  (sets TensorFlow's CPU speed settings before TensorFlow is imported)
 from benchmarks.common import machine_info, write_result
+from liverlib.baselines import histogram_logistic_regression, small_cnn
 from liverlib.config import CLASS_NAMES
 from liverlib.phantom_dataset import read_manifest, write_phantom_dataset
 
@@ -48,47 +49,14 @@ def grouped_split(labels, groups, seed=0):
     return train, test
 
 
-def histogram_baseline(images, labels, train, test, balanced: bool = True) -> dict:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    hist = np.stack([np.histogram(im, bins=64, range=(0, 256))[0] for im in images]).astype(float)
-    hist /= hist.sum(axis=1, keepdims=True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0,
-                                                               class_weight="balanced" if balanced else None))
-    model.fit(hist[train], labels[train])
-    pred = model.predict(hist[test])
-    return {"accuracy": accuracy_score(labels[test], pred), "macro_f1": f1_score(labels[test], pred, average="macro")}
-
-
-def small_cnn(images, labels, train, test, epochs: int, seed: int = 0, balanced: bool = True) -> dict:
-    import keras
+def _scores(labels, probs, seconds=None, **extra) -> dict:
     from sklearn.metrics import accuracy_score, f1_score
 
-    keras.utils.set_random_seed(seed)
-    x = images[..., None].astype("float32") / 255.0
-    inputs = keras.Input(shape=x.shape[1:])
-    h = inputs
-    for filters in (32, 64, 128, 128):
-        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
-        h = keras.layers.BatchNormalization()(h)
-        h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    h = keras.layers.Dropout(0.3)(h)
-    outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax")(h)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    counts = np.bincount(labels[train], minlength=len(CLASS_NAMES))
-    class_weight = ({k: len(train) / (len(CLASS_NAMES) * max(c, 1)) for k, c in enumerate(counts)}  # "balanced"
-                    if balanced else None)
-    start = time.perf_counter()
-    model.fit(x[train], labels[train], epochs=epochs, batch_size=32, verbose=0, class_weight=class_weight)
-    seconds = time.perf_counter() - start
-    pred = model.predict(x[test], verbose=0).argmax(axis=1)
-    return {"accuracy": accuracy_score(labels[test], pred), "macro_f1": f1_score(labels[test], pred, average="macro"),
-            "epochs": epochs, "train_seconds": round(seconds, 1)}
+    pred = probs.argmax(axis=1)
+    out = {"accuracy": float(accuracy_score(labels, pred)), "macro_f1": float(f1_score(labels, pred, average="macro"))}
+    if seconds is not None:
+        out["train_seconds"] = round(seconds, 1)
+    return {**out, **extra}
 
 
 def main(argv=None) -> dict:
@@ -97,12 +65,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=4741)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--no-class-weights", action="store_true", help="train both models without class weights")
     parser.add_argument("--smoke", action="store_true", help="tiny run that only checks the benchmark works")
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.epochs = 60, 1
-    balanced = not args.no_class_weights
     data = args.data
     if data is None:
         data = Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "data" / f"phantom-n{args.n}-s512-seed0"
@@ -110,12 +76,15 @@ def main(argv=None) -> dict:
             write_phantom_dataset(data, n=args.n, seed=0, size=512, overwrite=True)
     images, labels, groups = load_images(data, args.size)
     train, test = grouped_split(labels, groups)
+    start = time.perf_counter()
+    cnn_probs = small_cnn(images, labels, train, test, epochs=args.epochs)
+    cnn_seconds = time.perf_counter() - start
     result = {
         "dataset": str(data), "n_images": int(len(labels)), "n_test": int(len(test)), "image_size": args.size,
         "split": "patient-grouped, stratified (StratifiedGroupKFold, 1 of 7 folds as test)",
-        "class_weights": "balanced" if balanced else "none",
-        "histogram_logistic_regression": histogram_baseline(images, labels, train, test, balanced),
-        "small_cnn": small_cnn(images, labels, train, test, args.epochs, balanced=balanced),
+        "class_weights": "balanced",
+        "histogram_logistic_regression": _scores(labels[test], histogram_logistic_regression(images, labels, train, test)),
+        "small_cnn": _scores(labels[test], cnn_probs, cnn_seconds, epochs=args.epochs),
         "chance_majority_class": float(np.bincount(labels[test]).max() / len(test)),
         "machine": machine_info(),
     }

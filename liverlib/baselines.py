@@ -1,0 +1,177 @@
+"""Baselines on the same split as the ResNet-50, and the leakage experiment.
+
+Each baseline takes grey images (N x S x S, uint8), labels and train/test indices and returns class
+probabilities for the test images, so every model goes through the same metrics and intervals
+(:mod:`liverlib.evaluate`):
+
+* :func:`histogram_logistic_regression`: a 64-bin intensity histogram per slice (global grey levels
+  only: what a classifier can do without looking at shape or texture);
+* :func:`texture_svm`: an SVM on hand-crafted texture features, grey-level co-occurrence (GLCM)
+  statistics and local binary pattern (LBP) histograms from scikit-image, as in the older literature
+  of the paper's Table 3;
+* :func:`small_cnn`: four convolution blocks, about 0.3 M parameters, trained from scratch.
+
+All use balanced class weights. :func:`leakage_experiment` trains one model on a slice-level random
+split and on the patient-grouped split of the same data and reports both.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+N_CLASSES = 4
+
+
+def histogram_features(images: np.ndarray, bins: int = 64) -> np.ndarray:
+    hist = np.stack([np.histogram(im, bins=bins, range=(0, 256))[0] for im in images]).astype(float)
+    return hist / hist.sum(axis=1, keepdims=True)
+
+
+def texture_features(images: np.ndarray) -> np.ndarray:
+    """GLCM contrast, homogeneity, energy, correlation, dissimilarity and ASM (4 directions, distances 1
+    and 3, averaged over direction) and a uniform LBP histogram (P=8, R=1), computed on the body only."""
+    from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
+
+    props = ("contrast", "homogeneity", "energy", "correlation", "dissimilarity", "ASM")
+    rows = []
+    for im in images:
+        q = (im // 8).astype(np.uint8)  # 32 grey levels
+        glcm = graycomatrix(q, distances=[1, 3], angles=[0, np.pi / 4, np.pi / 2, 3 * np.pi / 4], levels=32,
+                            symmetric=True, normed=True)
+        glcm_feats = np.concatenate([graycoprops(glcm, p).mean(axis=1) for p in props])
+        lbp = local_binary_pattern(im, P=8, R=1, method="uniform")
+        body = im > 20
+        lbp_hist = np.bincount(lbp[body].astype(int), minlength=10)[:10].astype(float)
+        lbp_hist /= max(lbp_hist.sum(), 1.0)
+        rows.append(np.concatenate([glcm_feats, lbp_hist, [im[body].mean() / 255 if body.any() else 0.0]]))
+    return np.stack(rows)
+
+
+def _fit_predict(model, features, labels, train, test) -> np.ndarray:
+    model.fit(features[train], labels[train])
+    probs = np.zeros((len(test), N_CLASSES))
+    probs[:, model.classes_] = model.predict_proba(features[test])
+    return probs
+
+
+def histogram_logistic_regression(images, labels, train, test, seed: int = 0) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced",
+                                                               random_state=seed))
+    return _fit_predict(model, histogram_features(images), labels, train, test)
+
+
+def texture_svm(images, labels, train, test, seed: int = 0) -> np.ndarray:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    svm = SVC(C=3.0, kernel="rbf", class_weight="balanced", random_state=seed)
+    smallest = int(np.bincount(labels[train]).astype(float)[np.bincount(labels[train]) > 0].min())
+    model = make_pipeline(StandardScaler(), CalibratedClassifierCV(svm, ensemble=False, cv=max(2, min(3, smallest))))
+    return _fit_predict(model, texture_features(images), labels, train, test)
+
+
+def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batch_size: int = 32) -> np.ndarray:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x = images[..., None].astype("float32") / 255.0
+    inputs = keras.Input(shape=x.shape[1:])
+    h = inputs
+    for filters in (32, 64, 128, 128):
+        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
+        h = keras.layers.BatchNormalization()(h)
+        h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    h = keras.layers.Dropout(0.3)(h)
+    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(h)
+    model = keras.Model(inputs, outputs, name="small_cnn")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    counts = np.bincount(labels[train], minlength=N_CLASSES)
+    weights = {k: len(train) / (N_CLASSES * c) for k, c in enumerate(counts) if c > 0}
+    model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0, class_weight=weights)
+    return model.predict(x[test], verbose=0)
+
+
+BASELINES = {
+    "histogram + logistic regression": histogram_logistic_regression,
+    "GLCM/LBP texture + SVM": texture_svm,
+    "small CNN": small_cnn,
+}
+
+
+def run_baselines(images, labels, train, test, groups=None, class_names=None, n_boot: int = 1000,
+                  seed: int = 0, only=None, **cnn_kwargs) -> tuple[pd.DataFrame, dict]:
+    """Every baseline on one split: a table of headline figures with 95% intervals, and the probabilities."""
+    from liverlib.config import CLASS_NAMES
+
+    class_names = list(class_names or CLASS_NAMES)
+    rows, probs_by_model = [], {}
+    for name, fit in BASELINES.items():
+        if only and name not in only:
+            continue
+        start = time.perf_counter()
+        kwargs = cnn_kwargs if fit is small_cnn else {}
+        probs = fit(images, labels, train, test, seed=seed, **kwargs)
+        seconds = time.perf_counter() - start
+        probs_by_model[name] = probs
+        rows.append(summary_row(name, labels[test], probs, class_names,
+                                None if groups is None else groups[test], n_boot, seed, seconds))
+    return pd.DataFrame(rows).set_index("model"), probs_by_model
+
+
+def summary_row(name, y_true, probs, class_names, groups=None, n_boot=1000, seed=0, seconds=None) -> dict:
+    """One model's headline figures with their 95% bootstrap intervals, as a table row."""
+    from liverlib.evaluate import bootstrap_ci, compute_metrics
+
+    m = compute_metrics(y_true, probs, class_names)
+    ci = bootstrap_ci(y_true, probs, class_names, groups, n_boot=n_boot, seed=seed)
+    row = {"model": name}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr"):
+        row[key] = round(m[key], 3)
+        low, high = ci[key]
+        row[f"{key} 95% CI"] = "n/a" if low is None else f"{low:.3f}-{high:.3f}"
+    if seconds is not None:
+        row["seconds"] = round(seconds, 1)
+    return row
+
+
+def leakage_experiment(manifest: pd.DataFrame, images: np.ndarray, fractions=(0.7, 0.15, 0.15), seed: int = 0,
+                       model=small_cnn, **kwargs) -> pd.DataFrame:
+    """Train the same model on a slice-level random split and on the patient-grouped split of the same data.
+
+    ``manifest`` needs ``label`` and ``group`` (augmented copies share their source's group); ``images``
+    are its rows' pixels. Returns validation and test accuracy and macro-F1 for both splits, and how many
+    test images have their own patient (or copy) in training.
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from liverlib.splits import make_split
+
+    labels = manifest["label"].to_numpy()
+    rows = []
+    for strategy in ("random", "grouped"):
+        split = make_split(manifest, fractions, seed=seed, strategy=strategy)
+        index = {name: np.flatnonzero(split.to_numpy() == name) for name in ("train", "val", "test")}
+        train_groups = set(manifest["group"].to_numpy()[index["train"]])
+        leaked = int(sum(g in train_groups for g in manifest["group"].to_numpy()[index["test"]]))
+        evaluation = np.concatenate([index["val"], index["test"]])
+        probs = model(images, labels, index["train"], evaluation, seed=seed, **kwargs)
+        pred = probs.argmax(axis=1)
+        n_val = len(index["val"])
+        row = {"split": "slice-level random (leaky)" if strategy == "random" else "patient-grouped",
+               "test images with their patient in training": f"{leaked} of {len(index['test'])}"}
+        for part, sel in (("val", slice(0, n_val)), ("test", slice(n_val, None))):
+            truth = labels[index[part]]
+            row[f"{part} accuracy"] = round(float(accuracy_score(truth, pred[sel])), 3)
+            row[f"{part} macro-F1"] = round(float(f1_score(truth, pred[sel], average="macro", zero_division=0)), 3)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("split")
