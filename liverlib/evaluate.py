@@ -140,22 +140,70 @@ def bootstrap_weights(n: int, groups: np.ndarray | None, n_boot: int, seed: int)
     return group_counts[:, codes]
 
 
-def _fast_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray, k: int, weights: np.ndarray) -> dict:
-    """compute_metrics from a weighted confusion matrix, for the bootstrap's thousands of resamples (the tests
-    check that it agrees with scikit-learn)."""
-    cm = confusion(y_true, y_pred, k, weights)
-    per = per_class_from_confusion(cm)
-    present = per["support"] > 0
-    total = cm.sum()
-    return {
-        "accuracy": float(np.trace(cm) / total),
-        "balanced_accuracy": float(per["recall"][present].mean()),
-        "macro_f1": float(per["f1"][present].mean()),
-        "weighted_f1": float((per["f1"] * per["support"]).sum() / total),
-        "roc_auc_ovr": roc_auc_ovr(y_true[weights > 0], probs[weights > 0], weights[weights > 0]),
-        "ece": expected_calibration_error(y_true, probs, weights=weights),
-        "per_class": {m: per[m] for m in PER_CLASS},
+def _onehot(index: np.ndarray, n: int):
+    from scipy import sparse
+
+    return sparse.csr_matrix((np.ones(len(index)), (np.arange(len(index)), index)), shape=(len(index), n))
+
+
+def _ratio(a, b):
+    return np.divide(a, b, out=np.full(np.broadcast(a, b).shape, 0.0), where=b > 0)
+
+
+def batched_metrics(y_true: np.ndarray, probs: np.ndarray, k: int, weights: np.ndarray) -> dict:
+    """The headline and per-class figures for many weightings of the same predictions at once.
+
+    ``weights`` is B x n (one row per bootstrap resample); every result has a leading axis of length B.
+    Confusion matrices, calibration bins and ROC-AUC (the Mann-Whitney statistic with tied scores
+    counted half) are matrix products, so 1,000 resamples cost milliseconds. The tests check every figure
+    against scikit-learn with unit weights.
+    """
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=float)
+    W = np.atleast_2d(np.asarray(weights, dtype=float))
+    y_pred = probs.argmax(axis=1)
+    cm = (_onehot(y_true * k + y_pred, k * k).T @ W.T).T.reshape(-1, k, k)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    total = cm.sum(axis=(1, 2))
+    tn = total[:, None] - support - predicted + tp
+    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    present = support > 0
+    n_present = present.sum(axis=1)
+    out = {
+        "accuracy": _ratio(tp.sum(axis=1), total),
+        "balanced_accuracy": _ratio((recall * present).sum(axis=1), n_present),
+        "macro_f1": _ratio((f1 * present).sum(axis=1), n_present),
+        "weighted_f1": _ratio((f1 * support).sum(axis=1), total),
+        "per_class": {"precision": precision, "recall": recall, "specificity": _ratio(tn, tn + predicted - tp),
+                      "f1": f1, "support": support},
     }
+    # expected calibration error over 10 equal-width confidence bins
+    confidence = probs.max(axis=1)
+    correct = (y_pred == y_true).astype(float)
+    bins = _onehot(np.minimum((confidence * 10).astype(int), 9), 10)
+    gap = (bins.T @ (W * confidence).T).T - (bins.T @ (W * correct).T).T
+    out["ece"] = _ratio(np.abs(gap).sum(axis=1), total)
+    # one-vs-rest ROC-AUC per class (NaN where a resample lacks positives or negatives), then the macro mean
+    aucs = np.full((len(W), k), np.nan)
+    for c in range(k):
+        positive = y_true == c
+        if positive.all() or not positive.any():
+            continue
+        uniq, inverse = np.unique(probs[:, c], return_inverse=True)
+        U = _onehot(inverse, len(uniq))
+        w_pos = (U.T @ (W * positive).T).T
+        w_neg = (U.T @ (W * ~positive).T).T
+        below = np.cumsum(w_neg, axis=1) - w_neg
+        pairs = w_pos.sum(axis=1) * w_neg.sum(axis=1)
+        wins = (w_pos * (below + 0.5 * w_neg)).sum(axis=1)
+        aucs[:, c] = np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
+    valid = np.isfinite(aucs).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        out["roc_auc_ovr"] = np.where(valid >= 2, np.nanmean(np.where(np.isfinite(aucs), aucs, np.nan), axis=1)
+                                      if np.isfinite(aucs).any() else np.nan, np.nan)
+    return out
 
 
 def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, class_names, groups: np.ndarray | None = None,
@@ -165,12 +213,10 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, class_names, groups: np.
     Returns {"accuracy": [low, high], ..., "per_class": {class: {"recall": [low, high], ...}}}. A per-class
     figure whose class is absent from a resample is left out of that resample.
     """
-    y_true = np.asarray(y_true)
-    probs = np.asarray(probs, dtype=float)
-    y_pred = probs.argmax(axis=1)
     k = len(class_names)
     weights = bootstrap_weights(len(y_true), groups, n_boot, seed)
-    samples = [_fast_metrics(y_true, y_pred, probs, k, w) for w in weights if w.sum() > 0]
+    weights = weights[weights.sum(axis=1) > 0]
+    m = batched_metrics(y_true, probs, k, weights)
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
 
     def interval(values):
@@ -178,10 +224,10 @@ def bootstrap_ci(y_true: np.ndarray, probs: np.ndarray, class_names, groups: np.
         values = values[np.isfinite(values)]
         return [float(np.percentile(values, lo)), float(np.percentile(values, hi))] if len(values) else [None, None]
 
-    ci = {m: interval([s[m] for s in samples]) for m in HEADLINE}
-    support = np.stack([confusion(y_true, y_pred, k, w).sum(axis=1) for w in weights if w.sum() > 0])
-    ci["per_class"] = {c: {m: interval([s["per_class"][m][i] for s, n in zip(samples, support) if n[i] > 0])
-                           for m in PER_CLASS} for i, c in enumerate(class_names)}
+    ci = {name: interval(m[name]) for name in HEADLINE}
+    present = m["per_class"]["support"] > 0
+    ci["per_class"] = {c: {name: interval(m["per_class"][name][present[:, i], i]) for name in PER_CLASS}
+                       for i, c in enumerate(class_names)}
     return ci
 
 

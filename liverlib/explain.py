@@ -109,3 +109,48 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> dict:
     return {"mass_inside": float(heat[mask].sum() / total) if total > 0 else 0.0,
             "hit": bool(mask[peak]) if total > 0 else False,
             "area": float(mask.mean())}
+
+
+def phantom_pointing_game(run_dir, split: str = "test", classes=("benign", "malignant"),
+                          limit: int | None = None):
+    """Grad-CAM for the true class of every lesion slice of a run's split, scored against the phantom's
+    lesion mask: one row per slice with ``mass_inside``, ``hit`` and the chance level ``area``.
+
+    Only for runs trained on the synthetic phantom (the masks come from its generator).
+    """
+    from pathlib import Path
+
+    import pandas as pd
+    from PIL import Image
+
+    from liverlib.classify import get_classifier
+    from liverlib.errors import LiverlibError
+    from liverlib.imageio import read_file
+    from liverlib.phantom_dataset import read_manifest
+    from liverlib.preprocess import to_model_input
+    from liverlib.tissues import LESION_LABEL_MIN
+
+    classifier = get_classifier(run_dir)
+    root = Path(classifier.card.get("data", ""))
+    if not (root / "manifest.csv").is_file() or not classifier.card.get("synthetic_data"):
+        raise LiverlibError("the pointing game needs lesion masks: it works on runs trained on the synthetic "
+                            f"phantom, and {classifier.run_dir} was not (or its phantom folder {root} is gone)")
+    manifest = read_manifest(root / "manifest.csv")
+    masks = {str(root / f): root / m for f, m in zip(manifest["file"], manifest["mask_file"])}
+    saved = pd.read_csv(classifier.run_dir / "split.csv", dtype=str)
+    rows = saved[(saved["split"] == split) & saved["class"].isin(classes)]
+    if limit:
+        rows = rows.groupby("class").head(limit)
+    cam = GradCam(classifier.model)
+    out = []
+    for row in rows.itertuples(index=False):
+        model_input, _, _ = classifier.preprocess(read_file(row.file), Path(row.file).name)
+        true_index = classifier.class_names.index(row[1])
+        probs, heat = cam(to_model_input(model_input), true_index)
+        lesion = np.asarray(Image.open(masks[row.file])) >= LESION_LABEL_MIN
+        if not lesion.any():
+            continue
+        out.append({"file": Path(row.file).name, "class": row[1],
+                    "predicted": classifier.class_names[int(probs[0].argmax())],
+                    **pointing_game(heat[0], lesion)})
+    return pd.DataFrame(out)

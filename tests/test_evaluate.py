@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support,
                              roc_auc_score)
 
-from liverlib.evaluate import (_fast_metrics, apply_temperature, bootstrap_ci, bootstrap_weights, compute_metrics,
+from liverlib.evaluate import (apply_temperature, batched_metrics, bootstrap_ci, bootstrap_weights, compute_metrics,
                                confusion, expected_calibration_error, fit_temperature, recompute_accuracy, table2)
 
 NAMES = ["benign", "cirrhosis", "malignant", "normal"]
@@ -54,9 +54,25 @@ def test_metrics_match_scikit_learn_and_specificity_by_hand():
     # specificity of "malignant" by hand: TN = all - row - column + diagonal = 120 - 30 - 26 + 20 = 84, FP = 6
     assert m["per_class"]["malignant"]["specificity"] == pytest.approx(84 / 90)
     assert m["per_class"]["cirrhosis"]["specificity"] == pytest.approx((120 - 10 - 11 + 8) / (120 - 10))
-    fast = _fast_metrics(y_true, y_pred, probs, 4, np.ones(len(y_true)))
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "ece"):
-        assert fast[key] == pytest.approx(m[key]), key
+    batched = batched_metrics(y_true, probs, 4, np.ones((3, len(y_true))))
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece"):
+        np.testing.assert_allclose(batched[key], m[key], err_msg=key)
+    for key in ("precision", "recall", "specificity", "f1"):
+        np.testing.assert_allclose(batched["per_class"][key][0], [m["per_class"][c][key] for c in NAMES])
+
+
+def test_batched_metrics_match_scikit_learn_with_weights_and_ties():
+    rng = np.random.default_rng(3)
+    n = 300
+    y = rng.integers(0, 4, n)
+    probs = rng.dirichlet(np.ones(4), n).round(2)  # rounding makes tied scores
+    probs /= probs.sum(axis=1, keepdims=True)
+    w = rng.integers(0, 3, (5, n)).astype(float)
+    batched = batched_metrics(y, probs, 4, w)
+    for b in range(5):
+        ref = compute_metrics(y, probs, NAMES, weights=w[b])
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece"):
+            assert batched[key][b] == pytest.approx(ref[key]), key
 
 
 def test_ece_on_known_cases():
@@ -159,3 +175,30 @@ def test_evaluate_cli_on_a_missing_run_is_one_line(tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err
     assert "not a finished training run" in err and "Traceback" not in err
+
+
+def test_gradcam_shape_range_and_the_pointing_game():
+    import keras
+
+    from liverlib.explain import grad_cam, overlay, pointing_game, upsample
+    from liverlib.model import build_modified_resnet50
+
+    keras.utils.set_random_seed(0)
+    model = build_modified_resnet50(4, 64)
+    x = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32")
+    probs, heat = grad_cam(model, x)
+    assert probs.shape == (2, 4) and heat.shape == (2, 2, 2)  # conv5 is 1/32 of the input
+    assert heat.min() >= 0 and heat.max() <= 1
+    _, chosen = grad_cam(model, x, class_index=2)
+    assert chosen.shape == heat.shape
+    big = upsample(heat[0], 64)
+    assert big.shape == (64, 64) and 0 <= big.min() and big.max() <= 1
+    assert overlay(np.zeros((64, 64)), heat[0]).shape == (64, 64, 3)
+    # the pointing game on a known heatmap: all mass in the top-left quarter
+    h = np.zeros((8, 8))
+    h[:4, :4] = 1.0
+    mask = np.zeros((8, 8), bool)
+    mask[:4, :] = True
+    score = pointing_game(h, mask)
+    assert score["mass_inside"] == pytest.approx(1.0) and score["hit"] and score["area"] == pytest.approx(0.5)
+    assert pointing_game(h, ~mask)["mass_inside"] == pytest.approx(0.0)
