@@ -148,6 +148,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import os
+
+    from liverlib.config import load_config
+    from liverlib.data import load_dataset
+    from liverlib.splits import split_for
+    from liverlib.tuning import paper_comparison, tune
+
+    if args.chief or args.worker:
+        os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else args.worker
+        os.environ["KERASTUNER_ORACLE_IP"] = args.oracle_ip
+        os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
+    config = load_config(args.profile, data_dir=args.data)
+    print(config.describe())
+    dataset = load_dataset(config=config)
+    manifest = split_for(dataset, config)
+    result = tune(config, manifest, args.out, objective=args.objective, overwrite=args.overwrite)
+    if result.run_dir is None:
+        print(f"worker {os.environ.get('KERASTUNER_TUNER_ID')}: the search is finished")
+        return 0
+    print(result.trials.to_string(index=False))
+    print()
+    print(paper_comparison(result.best).to_string())
+    print(f"best run folder: {result.run_dir}")
+    return 0
+
+
 def _cmd_app(args: argparse.Namespace) -> int:
     import json
     import os
@@ -267,6 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which split of the run's data (default: test)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("tune", help="Hyperband search over the paper's space (resumable, distributable)",
+                       description="keras-tuner Hyperband (factor 3) over dense units {128, 256, 512}, dropout "
+                                   "0.3-0.7 and learning-rate decay 0.1-0.5. Running the same command again "
+                                   "continues the search; --overwrite starts anew. For several machines, start one "
+                                   "--chief and any number of --worker processes with the same --oracle-ip/--port.")
+    p.add_argument("--profile", choices=("quick", "laptop", "paper"), default=None,
+                   help="run profile (default: $LIVERLIB_PROFILE or laptop)")
+    p.add_argument("--data", default=None, help="dataset folder (default: $LIVERLIB_DATA_DIR or the phantom)")
+    p.add_argument("--out", type=Path, default=None, help="project folder (default: under the artifacts folder)")
+    p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1"), default="val_accuracy")
+    p.add_argument("--overwrite", action="store_true", help="delete the search in --out and start again")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--chief", action="store_true", help="run the oracle that hands trials to workers")
+    role.add_argument("--worker", metavar="ID", default=None, help="run trials for the chief, e.g. tuner0")
+    p.add_argument("--oracle-ip", default="127.0.0.1", help="the chief's address (default 127.0.0.1)")
+    p.add_argument("--oracle-port", type=int, default=8000, help="the chief's port (default 8000)")
+    p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("app", help="serve the upload-and-classify page in the browser (Voila)",
                        description="Serve the classifier as a web page on this machine: upload slices, see "

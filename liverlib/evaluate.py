@@ -66,7 +66,6 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: in
     total = w.sum()
     if total == 0:
         return 0.0
-    mass = np.bincount(bins, weights=w, minlength=n_bins)
     conf_sum = np.bincount(bins, weights=w * confidence, minlength=n_bins)
     acc_sum = np.bincount(bins, weights=w * correct, minlength=n_bins)
     return float(np.abs(conf_sum - acc_sum).sum() / total)

@@ -67,6 +67,14 @@ def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
     return Path(config.artifacts_dir) / "runs" / f"{config.profile}-{data_key(manifest)[:10]}-seed{config.seed}"
 
 
+def default_strategy():
+    """MirroredStrategy over all GPUs when more than one is visible, else TensorFlow's default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
 def make_deterministic(seed: int) -> None:
     """Same seed, same run: seeds Python, NumPy and TensorFlow, and asks TensorFlow for deterministic ops."""
     import keras
@@ -145,11 +153,12 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
 
 def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str | os.PathLike | None = None,
           *, resume: bool = True, overwrite: bool = False, class_weighting: bool = False,
-          weights: str | None = None, verbose: int | str = "auto") -> RunResult:
+          weights: str | None = None, verbose: int | str = "auto", strategy=None) -> RunResult:
     """Train the modified ResNet-50 on the configuration's data and split; return the finished run.
 
     With ``resume`` (the default), a finished run in ``run_dir`` is loaded instead of retrained, and an
-    interrupted one continues from its last completed epoch.
+    interrupted one continues from its last completed epoch. ``strategy``: a ``tf.distribute`` strategy
+    (default: :func:`default_strategy`, MirroredStrategy when more than one GPU is visible).
     """
     import keras
 
@@ -185,75 +194,84 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
                              config.augmentation, window, seed=config.seed)
     val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False,
                            None, window, seed=config.seed)
-    backup = latest_backup(run_dir)
-    started_file = run_dir / "run_started.json"
-    if backup is not None:  # an interrupted run: its model and optimiser state after the last full epoch
-        model = keras.saving.load_model(backup[0], safe_mode=True)
-        started = json.loads(started_file.read_text()) if started_file.is_file() else {}
-        model.weights_source = started.get("weights", "unknown")
-        done = backup[1] + 1
-        print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
-    else:
-        model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units, config.dropout,
-                                        weights)
-        done = 0
-        started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
-    # the history keeps exactly the epochs the model has seen: a row of an epoch cut short goes
-    history = read_history(run_dir)
-    if done == 0:
-        (run_dir / HISTORY_FILE).unlink(missing_ok=True)
-    elif len(history) and (history["epoch"] >= done).any():
-        history[history["epoch"] < done].to_csv(run_dir / HISTORY_FILE, index=False)
-    cw = balanced_class_weights(train_rows["label"].to_numpy()) if class_weighting else None
-    seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
-    print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
-          f"{config.image_size} px; estimated time on a 2-core CPU: {format_duration(seconds)} "
-          f"(plus about a minute to build the graph); weights: {model.weights_source}")
-    if cw:
-        print("class weights: " + ", ".join(f"{CLASS_NAMES[k]} {w:.2f}" for k, w in cw.items()))
-    start = time.perf_counter()
-    # phases: (first epoch, last epoch, trainable stages); head-only first when fine-tuning is configured
-    warm = min(config.head_only_epochs, config.epochs)
-    phases = ([(0, warm, ("head",))] if warm > 0 else []) + [(warm, config.epochs, config.fine_tune_stages)]
-    for first, end, stages in phases:
-        if done >= end:
-            continue
-        # a model resumed in the middle of this phase keeps its trainable flags and optimiser state
-        if not (backup is not None and done > first):
-            set_trainable_stages(model, stages)
-            model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
-                                                          beta_2=config.beta_2),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-        if len(phases) > 1:
-            print(f"epochs {done + 1}-{end}: training {', '.join(stages)}")
-        model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=done, class_weight=cw, shuffle=False,
-                  callbacks=_callbacks(config, run_dir, read_history(run_dir)), verbose=verbose)
-        done = len(read_history(run_dir))  # fewer than `end` when early stopping ended the phase
-    elapsed = time.perf_counter() - start
+    strategy = strategy or default_strategy()
+    with strategy.scope():  # model and optimiser variables live on the strategy's devices
+        backup = latest_backup(run_dir)
+        started_file = run_dir / "run_started.json"
+        if backup is not None:  # an interrupted run: its model and optimiser state after the last full epoch
+            model = keras.saving.load_model(backup[0], safe_mode=True)
+            started = json.loads(started_file.read_text()) if started_file.is_file() else {}
+            model.weights_source = started.get("weights", "unknown")
+            done = backup[1] + 1
+            print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
+        else:
+            model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units, config.dropout,
+                                            weights)
+            done = 0
+            started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
+        # the history keeps exactly the epochs the model has seen: a row of an epoch cut short goes
+        history = read_history(run_dir)
+        if done == 0:
+            (run_dir / HISTORY_FILE).unlink(missing_ok=True)
+        elif len(history) and (history["epoch"] >= done).any():
+            history[history["epoch"] < done].to_csv(run_dir / HISTORY_FILE, index=False)
+        cw = balanced_class_weights(train_rows["label"].to_numpy()) if class_weighting else None
+        seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
+        print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
+              f"{config.image_size} px; estimated time on a 2-core CPU: {format_duration(seconds)} "
+              f"(plus about a minute to build the graph); weights: {model.weights_source}")
+        if cw:
+            print("class weights: " + ", ".join(f"{CLASS_NAMES[k]} {w:.2f}" for k, w in cw.items()))
+        start = time.perf_counter()
+        # phases: (first epoch, last epoch, trainable stages); head-only first when fine-tuning is configured
+        warm = min(config.head_only_epochs, config.epochs)
+        phases = ([(0, warm, ("head",))] if warm > 0 else []) + [(warm, config.epochs, config.fine_tune_stages)]
+        for first, end, stages in phases:
+            if done >= end:
+                continue
+            # a model resumed in the middle of this phase keeps its trainable flags and optimiser state
+            if not (backup is not None and done > first):
+                set_trainable_stages(model, stages)
+                model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
+                                                              beta_2=config.beta_2),
+                              loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+            if len(phases) > 1:
+                print(f"epochs {done + 1}-{end}: training {', '.join(stages)}")
+            model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=done, class_weight=cw, shuffle=False,
+                      callbacks=_callbacks(config, run_dir, read_history(run_dir)), verbose=verbose)
+            done = len(read_history(run_dir))  # fewer than `end` when early stopping ended the phase
+        elapsed = time.perf_counter() - start
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
 
     best = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
     history = read_history(run_dir)
     metrics = validation_metrics(best, val_ds, val_rows["label"].to_numpy())
+    card = model_card(config, manifest, history, metrics, model.weights_source, cw, split_sha,
+                      train_seconds=round(elapsed, 1))
+    (run_dir / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+    plot_curves(history, config, run_dir / "curves.png")
+    return RunResult(run_dir=run_dir, history=history, card=card, model=best)
+
+
+def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame, metrics: dict, weights: str,
+               class_weights: dict | None, split_sha: str, **extra) -> dict:
+    """The model card of a run: everything needed to apply the model correctly and to trace where it came from."""
     synthetic = bool(manifest["synthetic"].all()) if "synthetic" in manifest else config.data_dir is None
-    card = {
+    return {
         "class_names": list(CLASS_NAMES), "input_size": config.image_size,
         "window": {"level": config.window_level, "width": config.window_width},
         "preprocessing": "decode (DICOM: HU, then window) -> grey -> resize (bilinear) -> 3 channels -> /255",
         "profile": config.profile, "seed": config.seed, "epochs_run": int(len(history)),
-        "best_epoch": int(history[MONITOR].idxmin()) if len(history) else None,
+        "best_epoch": int(history[MONITOR].idxmin()) if len(history) and MONITOR in history else None,
         "data_manifest_sha256": data_key(manifest), "split_sha256": split_sha,
         "data": str(config.data_dir or config.phantom_dir), "synthetic_data": synthetic,
-        "weights": model.weights_source,
-        "class_weights": cw, "train_images": int(len(train_rows)), "val_images": int(len(val_rows)),
-        "train_seconds_this_session": round(elapsed, 1), "versions": versions(),
+        "weights": weights, "class_weights": class_weights,
+        "train_images": int((manifest["split"] == "train").sum()), "val_images": int((manifest["split"] == "val").sum()),
+        "train_seconds_this_session": extra.pop("train_seconds", None), "versions": versions(),
         "config": {k: v for k, v in config.__dict__.items() if k not in ("data_dir", "artifacts_dir", "augmentation")},
         "augmentation": config.augmentation.__dict__, "metrics": metrics,
-        "intended_use": "teaching; not a medical device, not for diagnosis",
+        "intended_use": "teaching; not a medical device, not for diagnosis", **extra,
     }
-    (run_dir / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
-    plot_curves(history, config, run_dir / "curves.png")
-    return RunResult(run_dir=run_dir, history=history, card=card, model=best)
 
 
 def validation_metrics(model, val_ds, labels: np.ndarray) -> dict:

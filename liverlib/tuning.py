@@ -1,0 +1,218 @@
+"""Hyperband tuning as the paper did it (keras-tuner), resumable, on one machine or many.
+
+The paper's search space: dense units {128, 256, 512}, dropout 0.3-0.7, learning-rate decay factor
+0.1-0.5; Hyperband with factor 3; objective: validation accuracy (macro-F1 as an option); early
+stopping inside trials. Its reported best: 256 units, dropout 0.5, decay 0.1.
+
+The decay factor multiplies the learning rate every ``drop_every`` epochs. The paper drops every 20 of
+80 epochs; a search with fewer epochs drops at the same fraction of its ``max_epochs`` (a quarter), so
+the factor matters in every profile.
+
+Re-running the same search continues it (keras-tuner reloads its project folder); ``overwrite`` starts
+anew. keras-tuner's distributed mode works unchanged: set ``KERASTUNER_TUNER_ID`` (``chief`` for the
+oracle, ``tuner0``, ``tuner1``, ... for workers), ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT``
+in each process, or use ``liverlib tune --chief`` / ``--worker ID``. After the search, the best trial's
+checkpoint becomes a normal run folder (model and model card), so evaluation and the widget use it like
+any other model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from liverlib.config import CLASS_NAMES, RunConfig
+from liverlib.errors import LiverlibError
+
+PAPER_BEST = {"dense_units": 256, "dropout": 0.5, "lr_drop_factor": 0.1}
+SEARCH_SPACE = {"dense_units": [128, 256, 512], "dropout": (0.3, 0.7, 0.1), "lr_drop_factor": (0.1, 0.5, 0.1)}
+OBJECTIVES = ("val_accuracy", "val_macro_f1")
+TRIAL_LOG = "trials-by-process.jsonl"
+DISTRIBUTED_ENV = ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+
+
+def drop_every(config: RunConfig) -> int:
+    """Epochs between learning-rate drops during the search: a quarter of max_epochs, as 20 of the paper's 80."""
+    return max(1, round(config.tuner_max_epochs / 4))
+
+
+def _hypermodel_class():
+    import keras
+    import keras_tuner
+
+    from liverlib.model import build_modified_resnet50
+
+    class MacroF1(keras.callbacks.Callback):
+        """Adds val_macro_f1 to the epoch logs (for the macro-F1 objective)."""
+
+        def __init__(self, val_ds, labels):
+            super().__init__()
+            self.val_ds, self.labels = val_ds, labels
+
+        def on_epoch_end(self, epoch, logs=None):
+            from sklearn.metrics import f1_score
+
+            pred = self.model.predict(self.val_ds, verbose=0).argmax(axis=1)
+            logs["val_macro_f1"] = float(f1_score(self.labels, pred, average="macro",
+                                                  labels=range(len(CLASS_NAMES)), zero_division=0))
+
+    class LiverHyperModel(keras_tuner.HyperModel):
+        """The modified ResNet-50 with the paper's search space; fit adds the trial's LR schedule."""
+
+        def __init__(self, config: RunConfig, objective: str = "val_accuracy", val_labels=None, log=None):
+            super().__init__(name="modified_resnet50")
+            self.config, self.objective, self.val_labels, self.log = config, objective, val_labels, log
+
+        def build(self, hp):
+            units = hp.Choice("dense_units", SEARCH_SPACE["dense_units"])
+            dropout = hp.Float("dropout", *SEARCH_SPACE["dropout"][:2], step=SEARCH_SPACE["dropout"][2])
+            hp.Float("lr_drop_factor", *SEARCH_SPACE["lr_drop_factor"][:2], step=SEARCH_SPACE["lr_drop_factor"][2])
+            model = build_modified_resnet50(len(CLASS_NAMES), self.config.image_size, units, dropout)
+            model.compile(optimizer=keras.optimizers.Adam(self.config.learning_rate, beta_1=self.config.beta_1,
+                                                          beta_2=self.config.beta_2),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+            return model
+
+        def fit(self, hp, model, *args, callbacks=None, **kwargs):
+            factor, every, lr = hp.get("lr_drop_factor"), drop_every(self.config), self.config.learning_rate
+            callbacks = list(callbacks or []) + [
+                keras.callbacks.LearningRateScheduler(lambda epoch, _=None: lr * factor ** (epoch // every)),
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
+            ]
+            if self.objective == "val_macro_f1":
+                callbacks.insert(0, MacroF1(kwargs.get("validation_data"), self.val_labels))
+            if self.log is not None:  # which process trained what: shows how trials were shared out
+                with open(self.log, "a") as f:
+                    f.write(json.dumps({"tuner": os.environ.get("KERASTUNER_TUNER_ID", "single"), "pid": os.getpid(),
+                                        "hyperparameters": hp.values}) + "\n")
+            return model.fit(*args, callbacks=callbacks, **kwargs)
+
+    return LiverHyperModel
+
+
+def make_hypermodel(config: RunConfig, objective: str = "val_accuracy", val_labels=None, log=None):
+    """The hypermodel (a keras_tuner.HyperModel) for a configuration; ``log``: a file to append each trial to."""
+    return _hypermodel_class()(config, objective, val_labels, log)
+
+
+@dataclass
+class TuneResult:
+    project_dir: Path
+    trials: pd.DataFrame  # one row per trial: its hyperparameters, epochs, score, status
+    best: dict  # the best hyperparameters
+    run_dir: Path | None  # the best trial as a run folder (None on workers)
+
+
+def default_project_dir(config: RunConfig, manifest: pd.DataFrame, objective: str) -> Path:
+    from liverlib.data import data_key
+
+    return config.artifacts_dir / "tuning" / f"{config.profile}-{data_key(manifest)[:10]}-seed{config.seed}-{objective}"
+
+
+def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: str | os.PathLike | None = None, *,
+         objective: str = "val_accuracy", overwrite: bool = False, verbose: int = 2) -> TuneResult:
+    """Run (or continue) the Hyperband search; on the chief or a single machine, write the best run folder."""
+    import keras_tuner
+
+    from liverlib.data import load_dataset
+    from liverlib.preprocess import make_pipeline
+    from liverlib.splits import split_for
+    from liverlib.train import make_deterministic
+
+    if objective not in OBJECTIVES:
+        raise LiverlibError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if manifest is None:
+        manifest = split_for(load_dataset(config=config), config)
+    project_dir = Path(project_dir) if project_dir else default_project_dir(config, manifest, objective)
+    role = os.environ.get("KERASTUNER_TUNER_ID", "")
+    if overwrite and role in ("", "chief"):
+        shutil.rmtree(project_dir, ignore_errors=True)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    train_rows = manifest[manifest["split"] == "train"]
+    val_rows = manifest[manifest["split"] == "val"]
+    window = (config.window_level, config.window_width)
+    make_deterministic(config.seed)
+    train_ds = make_pipeline(train_rows["file"], train_rows["label"], config.image_size, config.batch_size, True,
+                             config.augmentation, window, seed=config.seed)
+    val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False, None,
+                           window, seed=config.seed)
+    tuner = keras_tuner.Hyperband(
+        make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG),
+        objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,
+        factor=config.hyperband_factor, seed=config.seed, directory=str(project_dir.parent),
+        project_name=project_dir.name, overwrite=False)
+    tuner.search(train_ds, validation_data=val_ds, verbose=verbose)
+    if role not in ("", "chief"):  # a worker: the chief writes the results
+        return TuneResult(project_dir=project_dir, trials=pd.DataFrame(), best={}, run_dir=None)
+    trials = trials_table(tuner.oracle)
+    best_hp = tuner.get_best_hyperparameters(1)[0].values
+    run_dir = _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective)
+    return TuneResult(project_dir=project_dir, trials=trials, best=dict(best_hp), run_dir=run_dir)
+
+
+def trials_table(oracle) -> pd.DataFrame:
+    """Every trial: its hyperparameters, the epochs it trained, its score and status, best first."""
+    rows = []
+    for trial in oracle.trials.values():
+        values = trial.hyperparameters.values
+        rows.append({"trial": trial.trial_id, "dense_units": values.get("dense_units"),
+                     "dropout": round(values.get("dropout", np.nan), 2),
+                     "lr_drop_factor": round(values.get("lr_drop_factor", np.nan), 2),
+                     "epochs": values.get("tuner/epochs"), "from trial": values.get("tuner/trial_id"),
+                     "bracket": values.get("tuner/bracket"), "score": trial.score, "status": str(trial.status)})
+    table = pd.DataFrame(rows)
+    return table.sort_values("score", ascending=False, na_position="last").reset_index(drop=True) if len(table) else table
+
+
+def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective) -> Path:
+    """The best trial's checkpoint as a run folder with its model card (written once)."""
+    from liverlib.splits import save_split
+    from liverlib.train import CARD_FILE, MODEL_FILE, model_card, validation_metrics
+
+    run_dir = project_dir / "best-run"
+    if (run_dir / CARD_FILE).is_file():
+        return run_dir
+    tmp = project_dir / "best-run.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    model = tuner.get_best_models(1)[0]
+    model.save(tmp / MODEL_FILE)
+    split_sha = save_split(manifest, tmp / "split.csv")
+    best_config = config.replace(dense_units=int(best_hp["dense_units"]), dropout=float(best_hp["dropout"]),
+                                 lr_drop_factor=float(best_hp["lr_drop_factor"]))
+    metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy())
+    card = model_card(best_config, manifest, pd.DataFrame(), metrics, "random initialisation", None, split_sha,
+                      tuning={"objective": objective, "hyperparameters": {k: best_hp[k] for k in PAPER_BEST},
+                              "epochs": best_hp.get("tuner/epochs"), "project": str(project_dir)})
+    (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+    tmp.rename(run_dir)
+    return run_dir
+
+
+def paper_comparison(best: dict) -> pd.DataFrame:
+    """The paper's reported best configuration beside ours."""
+    return pd.DataFrame({"paper (reported)": PAPER_BEST,
+                         "this search": {k: best.get(k) for k in PAPER_BEST}})
+
+
+def plot_scores(trials: pd.DataFrame, objective: str = "score"):
+    """Score against each hyperparameter, one point per trial (size: epochs trained)."""
+    import matplotlib.pyplot as plt
+
+    done = trials.dropna(subset=["score"])
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
+    for ax, key in zip(axes, PAPER_BEST):
+        ax.scatter(done[key], done["score"], s=20 + 30 * done["epochs"].fillna(1), alpha=0.7)
+        ax.axvline(PAPER_BEST[key], color="k", ls=":", lw=1, label="paper's best")
+        ax.set_xlabel(key)
+    axes[0].set_ylabel(objective)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Hyperband trials (marker size: epochs trained)")
+    fig.tight_layout()
+    return fig

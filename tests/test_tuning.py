@@ -1,0 +1,140 @@
+"""Hyperband tuning: the hypermodel with keras-tuner's own HyperParameters, a search interrupted and
+resumed, and keras-tuner's distributed mode with a chief and two workers as separate processes."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras_tuner
+import pytest
+
+from liverlib.config import load_config
+from liverlib.tuning import PAPER_BEST, drop_every, make_hypermodel, paper_comparison
+
+ENV_BASE = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
+
+
+def test_hypermodel_builds_from_default_hyperparameters():
+    config = load_config("quick")
+    hp = keras_tuner.HyperParameters()
+    model = make_hypermodel(config).build(hp)
+    assert set(hp.values) == set(PAPER_BEST)
+    assert hp.values["dense_units"] in (128, 256, 512) and 0.3 <= hp.values["dropout"] <= 0.7
+    assert model.get_layer("head_dense").units == hp.values["dense_units"]
+    assert model.get_layer("head_dropout1").rate == pytest.approx(hp.values["dropout"])
+    assert model.output_shape == (None, 4) and model.input_shape == (None, 64, 64, 3)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("dense_units", 512)
+    assert make_hypermodel(config).build(hp).get_layer("head_dense").units == 512
+
+
+def test_decay_interval_is_a_quarter_of_the_search_and_the_paper_sits_beside_ours():
+    assert drop_every(load_config("paper")) == 20
+    assert drop_every(load_config("quick")) == 1
+    table = paper_comparison({"dense_units": 128, "dropout": 0.3, "lr_drop_factor": 0.5})
+    assert table.loc["dense_units", "paper (reported)"] == 256 and table.loc["dense_units", "this search"] == 128
+
+
+@pytest.fixture(scope="module")
+def tiny_phantom(tmp_path_factory):
+    from liverlib.phantom_dataset import write_phantom_dataset
+
+    data = tmp_path_factory.mktemp("tune-data") / "phantom"
+    write_phantom_dataset(data, n=40, seed=0, size=96, progress=False)
+    return data
+
+
+def _tune_cmd(data, out, *extra):
+    return [sys.executable, "-m", "liverlib", "tune", "--profile", "quick", "--data", str(data), "--out", str(out),
+            *extra]
+
+
+def _trials(out):
+    found = {}
+    for path in out.glob("trial_*/trial.json"):
+        trial = json.loads(path.read_text())
+        found[trial["trial_id"]] = trial
+    return found
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_continues(tiny_phantom, tmp_path):
+    out = tmp_path / "search"
+    proc = subprocess.Popen(_tune_cmd(tiny_phantom, out), env=ENV_BASE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if any(t["status"] == "COMPLETED" for t in _trials(out).values()):
+            break
+        time.sleep(1)
+    if proc.poll() is not None:
+        pytest.skip("the search finished before it could be interrupted")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {k: t for k, t in _trials(out).items() if t["status"] == "COMPLETED"}
+    assert before, "no trial completed before the kill"
+    assert not (out / "best-run").exists()
+    resumed = subprocess.run(_tune_cmd(tiny_phantom, out), env=ENV_BASE, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = _trials(out)
+    for trial_id, trial in before.items():  # finished trials were kept, not run again
+        assert after[trial_id]["score"] == trial["score"]
+        assert after[trial_id]["hyperparameters"] == trial["hyperparameters"]
+    assert all(t["status"] == "COMPLETED" for t in after.values())
+    log = [json.loads(line) for line in (out / "trials-by-process.jsonl").read_text().splitlines()]
+    assert len(log) == len(after)  # every trial trained once: the resumed run did not start over
+    assert (out / "best-run" / "model_card.json").is_file()
+    card = json.loads((out / "best-run" / "model_card.json").read_text())
+    assert set(card["tuning"]["hyperparameters"]) == set(PAPER_BEST)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_chief_and_two_workers_share_the_search(tiny_phantom, tmp_path):
+    out = tmp_path / "distributed"
+    port = str(_free_port())
+    role_args = ["--oracle-ip", "127.0.0.1", "--oracle-port", port]
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("chief", "tuner0", "tuner1")}
+    chief = subprocess.Popen(_tune_cmd(tiny_phantom, out, "--chief", *role_args), env=ENV_BASE,
+                             stdout=logs["chief"], stderr=subprocess.STDOUT)
+    time.sleep(5)
+    workers = [subprocess.Popen(_tune_cmd(tiny_phantom, out, "--worker", name, *role_args), env=ENV_BASE,
+                                stdout=logs[name], stderr=subprocess.STDOUT) for name in ("tuner0", "tuner1")]
+    try:
+        for proc in workers:
+            proc.wait(timeout=600)
+        chief.wait(timeout=120)
+    finally:
+        for proc in [chief, *workers]:
+            if proc.poll() is None:
+                proc.kill()
+        for f in logs.values():
+            f.close()
+    outputs = {name: (tmp_path / f"{name}.log").read_text()[-2000:] for name in logs}
+    assert chief.returncode == 0, outputs["chief"]
+    assert all(w.returncode == 0 for w in workers), outputs
+    log = [json.loads(line) for line in (out / "trials-by-process.jsonl").read_text().splitlines()]
+    assert {entry["tuner"] for entry in log} == {"tuner0", "tuner1"}  # both workers trained, the chief none
+    trials = _trials(out)
+    assert trials and all(t["status"] == "COMPLETED" for t in trials.values())
+    assert len(log) == len(trials)
+    assert (out / "best-run" / "model_card.json").is_file()
+
+
+def test_training_uses_the_default_strategy_on_one_device():
+    import tensorflow as tf
+
+    from liverlib.train import default_strategy
+
+    strategy = default_strategy()
+    assert not isinstance(strategy, tf.distribute.MirroredStrategy)
+    assert strategy.num_replicas_in_sync == 1
