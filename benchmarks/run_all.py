@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks import phantom_separability, phantom_speed, pipeline
+from benchmarks import classify_latency, phantom_separability, phantom_speed, pipeline
 
 BENCHMARKS = {"phantom_speed": phantom_speed.main, "pipeline": pipeline.main,
-              "phantom_separability": phantom_separability.main}
+              "phantom_separability": phantom_separability.main, "classify_latency": classify_latency.main}
 
 
 def main(argv=None) -> None:

@@ -188,7 +188,9 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
                                  lr_drop_factor=float(best_hp["lr_drop_factor"]))
     metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy())
     card = model_card(best_config, manifest, pd.DataFrame(), metrics, "random initialisation", None, split_sha,
-                      tuning={"objective": objective, "hyperparameters": {k: best_hp[k] for k in PAPER_BEST},
+                      tuning={"objective": objective,
+                              "hyperparameters": {k: round(best_hp[k], 4) if isinstance(best_hp[k], float) else best_hp[k]
+                                                  for k in PAPER_BEST},
                               "epochs": best_hp.get("tuner/epochs"), "project": str(project_dir)})
     (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
     tmp.rename(run_dir)

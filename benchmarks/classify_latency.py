@@ -1,0 +1,98 @@
+"""Single-slice latency of classify at 224 px: end to end, forward pass alone, and the naive call.
+
+For one 512 x 512 phantom PNG and a modified ResNet-50 at 224 px (untrained: latency does not depend on
+the weights), after warm-up, over --repeats calls each:
+
+* ``classify_total``: liverlib.classify end to end (decode, preprocess, forward, Grad-CAM);
+* ``classify_no_gradcam``: the same without Grad-CAM;
+* ``forward_tf_function``: the forward pass alone, as classify runs it (a tf.function with a fixed
+  input signature);
+* ``naive_predict``: ``model.predict`` on the one preprocessed image, the usual first attempt.
+
+Outputs of the forward pass are checked equal to the Keras model's within 1e-5. Writes
+benchmarks/results/classify_latency.json (median and p95 in milliseconds).
+
+    python -m benchmarks.classify_latency [--size 224] [--repeats 50] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import liverlib  # noqa: F401  (sets TensorFlow's CPU speed settings before TensorFlow is imported)
+from benchmarks.common import machine_info, write_result
+
+
+def _timings(fn, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95)),
+            "min_ms": float(np.min(times)), "repeats": repeats}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--smoke", action="store_true", help="64 px, 3 repeats: only checks that it works")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.size, args.repeats = 64, 3
+    import keras
+    from PIL import Image
+
+    from liverlib.classify import Classifier
+    from liverlib.config import CLASS_NAMES
+    from liverlib.model import build_modified_resnet50
+    from liverlib.phantom import make_slice
+    from liverlib.preprocess import resize_grey, to_model_input
+    from liverlib.train import CARD_FILE, MODEL_FILE
+    from liverlib.windowing import window_to_uint8
+
+    keras.utils.set_random_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        build_modified_resnet50(len(CLASS_NAMES), args.size).save(run / MODEL_FILE)
+        (run / CARD_FILE).write_text(json.dumps({"class_names": list(CLASS_NAMES), "input_size": args.size,
+                                                 "window": {"level": 40, "width": 400}, "synthetic_data": True}))
+        classifier = Classifier(run)
+        grey = window_to_uint8(make_slice("malignant", seed=1, size=512).hu, 40, 400)
+        buf = io.BytesIO()
+        Image.fromarray(grey).save(buf, format="PNG")
+        data = buf.getvalue()
+        x = to_model_input(resize_grey(grey.astype(np.float32), args.size))[None]
+        model = classifier.model
+        reference = model.predict(x, verbose=0)
+        fast = classifier._forward(x).numpy()
+        max_diff = float(np.abs(fast - reference).max())
+        assert max_diff <= 1e-5, f"forward pass differs from the Keras model by {max_diff}"
+        result = {
+            "image_size": args.size,
+            "classify_total": _timings(lambda: classifier(data, "slice.png"), args.repeats),
+            "classify_no_gradcam": _timings(lambda: classifier(data, "slice.png", gradcam=False), args.repeats),
+            "forward_tf_function": _timings(lambda: classifier._forward(x).numpy(), args.repeats),
+            "naive_predict": _timings(lambda: model.predict(x, verbose=0), args.repeats),
+            "max_abs_difference_vs_keras": max_diff,
+            "target_forward_ms": 70, "target_speedup_vs_predict": 3,
+            "machine": machine_info(),
+        }
+    result["speedup_vs_predict"] = result["naive_predict"]["median_ms"] / result["forward_tf_function"]["median_ms"]
+    write_result("classify_latency_smoke" if args.smoke else "classify_latency", result)
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
