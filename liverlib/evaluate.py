@@ -345,9 +345,9 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None 
 
     ``out_dir`` defaults to ``<run_dir>/evaluation`` (``evaluation-<folder>`` for another dataset).
     """
-    from liverlib.train import load_run
+    from liverlib.classify import get_classifier
 
-    run = load_run(run_dir)
+    run = get_classifier(run_dir)  # loaded once per run folder and kept (its predict function too)
     run_dir = run.run_dir
     class_names = list(run.card["class_names"])
     rows = evaluation_rows(run_dir, data_dir, split)

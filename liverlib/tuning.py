@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def _hypermodel_class():
     import keras_tuner
 
     from liverlib.model import build_modified_resnet50
+    from liverlib.train import build_optimizer
 
     class MacroF1(keras.callbacks.Callback):
         """Adds val_macro_f1 to the epoch logs (for the macro-F1 objective)."""
@@ -77,6 +79,7 @@ def _hypermodel_class():
             model.compile(optimizer=keras.optimizers.Adam(self.config.learning_rate, beta_1=self.config.beta_1,
                                                           beta_2=self.config.beta_2),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+            build_optimizer(model)
             return model
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
@@ -147,7 +150,10 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
         objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,
         factor=config.hyperband_factor, seed=config.seed, directory=str(project_dir.parent),
         project_name=project_dir.name, overwrite=False)
-    tuner.search(train_ds, validation_data=val_ds, verbose=verbose)
+    with warnings.catch_warnings():
+        # keras-tuner passes shuffle=True, which a tf.data pipeline (already shuffled) ignores
+        warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")
+        tuner.search(train_ds, validation_data=val_ds, verbose=verbose)
     if role not in ("", "chief"):  # a worker: the chief writes the results
         return TuneResult(project_dir=project_dir, trials=pd.DataFrame(), best={}, run_dir=None)
     trials = trials_table(tuner.oracle)
@@ -181,7 +187,9 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
     tmp = project_dir / "best-run.partial"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    model = tuner.get_best_models(1)[0]
+    with warnings.catch_warnings():  # the trial checkpoint holds weights only, no optimiser state: expected
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = tuner.get_best_models(1)[0]
     model.save(tmp / MODEL_FILE)
     split_sha = save_split(manifest, tmp / "split.csv")
     best_config = config.replace(dense_units=int(best_hp["dense_units"]), dropout=float(best_hp["dropout"]),

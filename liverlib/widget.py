@@ -58,7 +58,7 @@ def result_html(result: Classification) -> str:
             f'<div style="display: flex; align-items: center">{images}'
             f'<table style="font-size: 90%">{"".join(bars)}</table></div>'
             f'<div style="font-size: 85%; color: #555">left: the slice as the model sees it; right: Grad-CAM for '
-            f'the predicted class (red: strongest evidence)</div>'
+            f'the predicted class (red: strongest evidence). For teaching only, not for diagnosis.</div>'
             f'{f"<ul>{warnings}</ul>" if warnings else ""}</div>')
 
 

@@ -6,6 +6,7 @@ Requests that leave 127.0.0.1 (Voila asks a CDN for icon fonts) are blocked; the
 """
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def app_url(tiny_run, tmp_path_factory):
     env = {**os.environ, "LIVERLIB_MODEL": str(tiny_run)}
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "liverlib", "app", "--port", str(port)], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -50,11 +51,14 @@ def app_url(tiny_run, tmp_path_factory):
         except OSError:
             time.sleep(1)
     else:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"the app did not answer on {url} within 120 s:\n{log.read_text()[-3000:]}")
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    os.killpg(proc.pid, signal.SIGTERM)  # Voila and the kernels it started
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
