@@ -362,7 +362,7 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None 
     metrics["ci95"] = bootstrap_ci(y_true, probs, class_names, groups, n_boot=n_boot, seed=seed)
     metrics.update({
         "n_images": int(len(rows)), "n_groups": int(len(set(groups))) if groups is not None else None,
-        "bootstrap": {"resamples": n_boot, "unit": "group (patient)" if groups is not None else "image",
+        "bootstrap": {"resamples": n_boot, "unit": "patient" if groups is not None else "image",
                       "seed": seed},
         "split": str(rows["split"].iloc[0]), "class_names": class_names,
         "confusion_matrix": confusion(y_true, probs.argmax(axis=1), len(class_names)).astype(int).tolist(),

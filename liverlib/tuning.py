@@ -43,26 +43,27 @@ def drop_every(config: RunConfig) -> int:
     return max(1, round(config.tuner_max_epochs / 4))
 
 
+def macro_f1_callback(val_data, labels):
+    """A Keras callback that adds ``val_macro_f1`` to each epoch's logs (the macro-F1 objective)."""
+    import keras
+    from sklearn.metrics import f1_score
+
+    class MacroF1(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pred = self.model.predict(val_data, verbose=0).argmax(axis=1)
+            if logs is not None:
+                logs["val_macro_f1"] = float(f1_score(labels, pred, average="macro", labels=range(len(CLASS_NAMES)),
+                                                      zero_division=0))
+
+    return MacroF1()
+
+
 def _hypermodel_class():
     import keras
     import keras_tuner
 
     from liverlib.model import build_modified_resnet50
     from liverlib.train import build_optimizer
-
-    class MacroF1(keras.callbacks.Callback):
-        """Adds val_macro_f1 to the epoch logs (for the macro-F1 objective)."""
-
-        def __init__(self, val_ds, labels):
-            super().__init__()
-            self.val_ds, self.labels = val_ds, labels
-
-        def on_epoch_end(self, epoch, logs=None):
-            from sklearn.metrics import f1_score
-
-            pred = self.model.predict(self.val_ds, verbose=0).argmax(axis=1)
-            logs["val_macro_f1"] = float(f1_score(self.labels, pred, average="macro",
-                                                  labels=range(len(CLASS_NAMES)), zero_division=0))
 
     class LiverHyperModel(keras_tuner.HyperModel):
         """The modified ResNet-50 with the paper's search space; fit adds the trial's LR schedule."""
@@ -89,7 +90,7 @@ def _hypermodel_class():
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
             ]
             if self.objective == "val_macro_f1":
-                callbacks.insert(0, MacroF1(kwargs.get("validation_data"), self.val_labels))
+                callbacks.insert(0, macro_f1_callback(kwargs.get("validation_data"), self.val_labels))
             if self.log is not None:  # which process trained what: shows how trials were shared out
                 with open(self.log, "a") as f:
                     f.write(json.dumps({"tuner": os.environ.get("KERASTUNER_TUNER_ID", "single"), "pid": os.getpid(),

@@ -162,7 +162,7 @@ def test_evaluate_run_writes_the_report(tiny_run, tmp_path):
         assert key in saved
     assert set(saved["per_class"]["benign"]) >= {"precision", "recall", "specificity", "f1", "support"}
     assert set(saved["ci95"]) >= {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr", "ece"}
-    assert saved["n_images"] == 24 and saved["bootstrap"]["unit"] == "group (patient)"
+    assert saved["n_images"] == 24 and saved["bootstrap"]["unit"] == "patient"
     assert sum(map(sum, saved["confusion_matrix"])) == 24
     for name in ("per_class.csv", "predictions.csv", "confusion.png", "roc.png", "reliability.png"):
         assert (run / "evaluation" / name).is_file()

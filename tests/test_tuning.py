@@ -138,3 +138,21 @@ def test_training_uses_the_default_strategy_on_one_device():
     strategy = default_strategy()
     assert not isinstance(strategy, tf.distribute.MirroredStrategy)
     assert strategy.num_replicas_in_sync == 1
+
+
+def test_macro_f1_objective_is_logged_each_epoch():
+    import keras
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from liverlib.tuning import macro_f1_callback
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 3)).astype("float32"), np.arange(40) % 4
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[macro_f1_callback(x, y)])
+    assert len(history.history["val_macro_f1"]) == 2
+    expected = f1_score(y, model.predict(x, verbose=0).argmax(axis=1), average="macro", labels=range(4),
+                        zero_division=0)
+    assert history.history["val_macro_f1"][-1] == pytest.approx(expected)
