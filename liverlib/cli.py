@@ -203,6 +203,12 @@ def _cmd_app(args: argparse.Namespace) -> int:
         return 0
 
 
+def _profile_and_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=("quick", "laptop", "paper"), default=None,
+                   help="run profile (default: $LIVERLIB_PROFILE or laptop)")
+    p.add_argument("--data", default=None, help="dataset folder (default: $LIVERLIB_DATA_DIR or the phantom)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liverlib",
@@ -254,9 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the modified ResNet-50 (the paper's recipe) into a run folder",
                        description="Train on --data (default: the profile's synthetic phantom) with the profile's "
                                    "settings. A run killed at any moment continues with --resume.")
-    p.add_argument("--profile", choices=("quick", "laptop", "paper"), default=None,
-                   help="run profile (default: $LIVERLIB_PROFILE or laptop)")
-    p.add_argument("--data", default=None, help="dataset folder (default: $LIVERLIB_DATA_DIR or the phantom)")
+    _profile_and_data(p)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: under the artifacts folder)")
     p.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
     p.add_argument("--seed", type=int, default=None, help="override the profile's seed")
@@ -300,9 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "0.3-0.7 and learning-rate decay 0.1-0.5. Running the same command again "
                                    "continues the search; --overwrite starts anew. For several machines, start one "
                                    "--chief and any number of --worker processes with the same --oracle-ip/--port.")
-    p.add_argument("--profile", choices=("quick", "laptop", "paper"), default=None,
-                   help="run profile (default: $LIVERLIB_PROFILE or laptop)")
-    p.add_argument("--data", default=None, help="dataset folder (default: $LIVERLIB_DATA_DIR or the phantom)")
+    _profile_and_data(p)
     p.add_argument("--out", type=Path, default=None, help="project folder (default: under the artifacts folder)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1"), default="val_accuracy")
     p.add_argument("--overwrite", action="store_true", help="delete the search in --out and start again")

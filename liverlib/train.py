@@ -67,6 +67,22 @@ def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
     return Path(config.artifacts_dir) / "runs" / f"{config.profile}-{data_key(manifest)[:10]}-seed{config.seed}"
 
 
+def training_data(config: RunConfig, manifest: pd.DataFrame):
+    """The training and validation rows of a split and their pipelines (augmented, shuffled training
+    batches; plain validation batches), after seeding everything for a reproducible run."""
+    from liverlib.preprocess import make_pipeline
+
+    train_rows = manifest[manifest["split"] == "train"]
+    val_rows = manifest[manifest["split"] == "val"]
+    window = (config.window_level, config.window_width)
+    make_deterministic(config.seed)
+    train_ds = make_pipeline(train_rows["file"], train_rows["label"], config.image_size, config.batch_size, True,
+                             config.augmentation, window, seed=config.seed)
+    val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False,
+                           None, window, seed=config.seed)
+    return train_rows, val_rows, train_ds, val_ds
+
+
 def build_optimizer(model) -> None:
     """Create the optimiser's slot variables now, eagerly: created inside the first traced training step they
     cost about 10 s of graph building for ResNet-50 on this CPU, eagerly about 1 s."""
@@ -170,7 +186,6 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
 
     from liverlib.data import load_dataset
     from liverlib.model import build_modified_resnet50, set_trainable_stages
-    from liverlib.preprocess import make_pipeline
     from liverlib.splits import save_split, split_for
 
     if manifest is None:
@@ -192,14 +207,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     run_dir.mkdir(parents=True, exist_ok=True)
     split_sha = save_split(manifest, run_dir / "split.csv")
 
-    train_rows = manifest[manifest["split"] == "train"]
-    val_rows = manifest[manifest["split"] == "val"]
-    window = (config.window_level, config.window_width)
-    make_deterministic(config.seed)
-    train_ds = make_pipeline(train_rows["file"], train_rows["label"], config.image_size, config.batch_size, True,
-                             config.augmentation, window, seed=config.seed)
-    val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False,
-                           None, window, seed=config.seed)
+    train_rows, val_rows, train_ds, val_ds = training_data(config, manifest)
     strategy = strategy or default_strategy()
     with strategy.scope():  # model and optimiser variables live on the strategy's devices
         backup = latest_backup(run_dir)

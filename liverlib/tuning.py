@@ -125,9 +125,8 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     import keras_tuner
 
     from liverlib.data import load_dataset
-    from liverlib.preprocess import make_pipeline
     from liverlib.splits import split_for
-    from liverlib.train import make_deterministic
+    from liverlib.train import training_data
 
     if objective not in OBJECTIVES:
         raise LiverlibError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -138,14 +137,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     if overwrite and role in ("", "chief"):
         shutil.rmtree(project_dir, ignore_errors=True)
     project_dir.mkdir(parents=True, exist_ok=True)
-    train_rows = manifest[manifest["split"] == "train"]
-    val_rows = manifest[manifest["split"] == "val"]
-    window = (config.window_level, config.window_width)
-    make_deterministic(config.seed)
-    train_ds = make_pipeline(train_rows["file"], train_rows["label"], config.image_size, config.batch_size, True,
-                             config.augmentation, window, seed=config.seed)
-    val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False, None,
-                           window, seed=config.seed)
+    _, val_rows, train_ds, val_ds = training_data(config, manifest)
     tuner = keras_tuner.Hyperband(
         make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG),
         objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,
