@@ -78,6 +78,9 @@ class RunConfig:
     hyperband_factor: int
     tuner_max_epochs: int
     seed: int = 42
+    # share of the training patients a Hyperband search trains on (validation stays whole); a search trains
+    # many models, so on a CPU it samples the training set
+    tuner_train_fraction: float = 1.0
     # fine-tuning (the paper's "fine-tuning various layers"): train only the head for this many epochs,
     # then train the stages in fine_tune_stages. Useful with ImageNet weights; 0 trains everything throughout.
     head_only_epochs: int = 0
@@ -117,7 +120,8 @@ class RunConfig:
             ("head", f"Dense {self.dense_units}, dropout {self.dropout}"),
             ("fine-tuning", "all layers throughout" if not self.head_only_epochs else
              f"head only for {self.head_only_epochs} epochs, then {', '.join(self.fine_tune_stages)}"),
-            ("Hyperband", f"factor {self.hyperband_factor}, max_epochs {self.tuner_max_epochs}"),
+            ("Hyperband", f"factor {self.hyperband_factor}, max_epochs {self.tuner_max_epochs}"
+                          + (f", {self.tuner_train_fraction:.0%} of training patients" if self.tuner_train_fraction < 1 else "")),
             ("seed", str(self.seed)),
         ]
         return rows
@@ -142,7 +146,7 @@ _PROFILES: dict[str, dict] = {
         window_level=40.0, window_width=400.0,
         image_size=96, batch_size=32, epochs=8, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
         beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
-        hyperband_factor=3, tuner_max_epochs=3,
+        hyperband_factor=3, tuner_max_epochs=2, tuner_train_fraction=0.25,
     ),
     "paper": dict(
         phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),

@@ -105,6 +105,23 @@ def make_hypermodel(config: RunConfig, objective: str = "val_accuracy", val_labe
     return _hypermodel_class()(config, objective, val_labels, log)
 
 
+def search_subset(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The split with only ``fraction`` of each class's training groups (patients) kept in 'train'; the others
+    are marked 'unused'. Validation and test are untouched."""
+    if not 0 < fraction <= 1:
+        raise LiverlibError(f"the search's training fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return manifest
+    rng = np.random.default_rng(seed)
+    train = manifest[manifest["split"] == "train"]
+    keep = set()
+    for _, rows in train.groupby("class"):
+        groups = rows["group"].unique()
+        keep.update(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))
+    dropped = (manifest["split"] == "train") & ~manifest["group"].isin(keep)
+    return manifest.assign(split=manifest["split"].mask(dropped, "unused"))
+
+
 @dataclass
 class TuneResult:
     project_dir: Path
@@ -137,7 +154,8 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     if overwrite and role in ("", "chief"):
         shutil.rmtree(project_dir, ignore_errors=True)
     project_dir.mkdir(parents=True, exist_ok=True)
-    _, val_rows, train_ds, val_ds = training_data(config, manifest)
+    _, val_rows, train_ds, val_ds = training_data(config, search_subset(manifest, config.tuner_train_fraction,
+                                                                       config.seed))
     tuner = keras_tuner.Hyperband(
         make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG),
         objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,

@@ -156,3 +156,19 @@ def test_macro_f1_objective_is_logged_each_epoch():
     expected = f1_score(y, model.predict(x, verbose=0).argmax(axis=1), average="macro", labels=range(4),
                         zero_division=0)
     assert history.history["val_macro_f1"][-1] == pytest.approx(expected)
+
+
+def test_the_search_can_train_on_a_sample_of_training_patients():
+    import pandas as pd
+
+    from liverlib.tuning import search_subset
+
+    manifest = pd.DataFrame({"class": ["a"] * 40 + ["b"] * 20, "group": [f"P{i // 2}" for i in range(60)],
+                             "split": ["train"] * 30 + ["val"] * 10 + ["train"] * 14 + ["test"] * 6})
+    sub = search_subset(manifest, 0.25, seed=0)
+    assert (sub["split"] == "val").sum() == 10 and (sub["split"] == "test").sum() == 6
+    kept = sub[sub["split"] == "train"]
+    assert kept["group"].nunique() == round(0.25 * 15) + round(0.25 * 7)  # per class, whole patients
+    assert set(sub.loc[sub["split"] == "unused", "group"]).isdisjoint(kept["group"])
+    assert search_subset(manifest, 1.0, seed=0) is manifest
+    assert load_config("laptop").tuner_train_fraction == 0.25 and load_config("paper").tuner_train_fraction == 1.0
