@@ -36,23 +36,19 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, weights: n
 
 
 def per_class_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall (sensitivity), specificity, F1 and support per class from a confusion matrix.
+    """Precision, recall (sensitivity), specificity, F1 and support per class from a confusion matrix
+    (k x k, or B x k x k for many at once: every result then has the leading axis B).
 
     A ratio with a zero denominator is 0, as scikit-learn's ``zero_division=0``.
     """
     cm = np.asarray(cm, dtype=float)
-    tp = np.diag(cm)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    tn = cm.sum() - support - predicted + tp
-    fp = predicted - tp
-
-    def ratio(a, b):
-        return np.divide(a, b, out=np.zeros_like(a, dtype=float), where=b > 0)
-
-    precision, recall = ratio(tp, predicted), ratio(tp, support)
-    return {"precision": precision, "recall": recall, "specificity": ratio(tn, tn + fp),
-            "f1": ratio(2 * precision * recall, precision + recall), "support": support}
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support = cm.sum(axis=-1)
+    predicted = cm.sum(axis=-2)
+    tn = cm.sum(axis=(-2, -1))[..., None] - support - predicted + tp
+    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
+    return {"precision": precision, "recall": recall, "specificity": _ratio(tn, tn + predicted - tp),
+            "f1": _ratio(2 * precision * recall, precision + recall), "support": support}
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10,
@@ -162,21 +158,17 @@ def batched_metrics(y_true: np.ndarray, probs: np.ndarray, k: int, weights: np.n
     W = np.atleast_2d(np.asarray(weights, dtype=float))
     y_pred = probs.argmax(axis=1)
     cm = (_onehot(y_true * k + y_pred, k * k).T @ W.T).T.reshape(-1, k, k)
-    tp = np.diagonal(cm, axis1=1, axis2=2)
-    support, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    per = per_class_from_confusion(cm)
+    recall, f1, support = per["recall"], per["f1"], per["support"]
     total = cm.sum(axis=(1, 2))
-    tn = total[:, None] - support - predicted + tp
-    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
     present = support > 0
     n_present = present.sum(axis=1)
     out = {
-        "accuracy": _ratio(tp.sum(axis=1), total),
+        "accuracy": _ratio(np.diagonal(cm, axis1=1, axis2=2).sum(axis=1), total),
         "balanced_accuracy": _ratio((recall * present).sum(axis=1), n_present),
         "macro_f1": _ratio((f1 * present).sum(axis=1), n_present),
         "weighted_f1": _ratio((f1 * support).sum(axis=1), total),
-        "per_class": {"precision": precision, "recall": recall, "specificity": _ratio(tn, tn + predicted - tp),
-                      "f1": f1, "support": support},
+        "per_class": per,
     }
     # expected calibration error over 10 equal-width confidence bins
     confidence = probs.max(axis=1)
