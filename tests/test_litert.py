@@ -8,7 +8,7 @@ import pytest
 
 from liverlib import litert
 from liverlib.classify import Classifier
-from liverlib.litert import LITERT_FILE, LITERT_INFO, TOLERANCE, fast_forward
+from liverlib.litert import LITERT_FILE, LITERT_INFO, TOLERANCE
 from liverlib.phantom import make_slice
 from liverlib.preprocess import resize_grey, to_model_input
 from liverlib.train import MODEL_FILE
