@@ -69,9 +69,9 @@ def global_average_pool(x, name: str = "avg_pool"):
     return layers.GlobalAveragePooling2D(name=name)(x)
 
 
-def dense(x, units: int, activation: str, name: str):
-    """Equation (5): O = sigma(W F_hat + b)."""
-    return layers.Dense(units, activation=activation, name=name)(x)
+def dense(x, units: int, activation: str, name: str, dtype: str | None = None):
+    """Equation (5): O = sigma(W F_hat + b). ``dtype="float32"`` keeps a softmax in float32 under mixed precision."""
+    return layers.Dense(units, activation=activation, name=name, dtype=dtype)(x)
 
 
 def resnet50_backbone(inputs):

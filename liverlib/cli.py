@@ -67,6 +67,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_config(args.profile, data_dir=args.data)
     changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
                                  ("head_only_epochs", args.head_only_epochs)) if v is not None}
+    if args.mixed_precision:
+        changes["mixed_precision"] = True
+    if args.xla:
+        changes["xla"] = True
     if args.fine_tune:
         stages = tuple(s.strip() for s in args.fine_tune.split(",") if s.strip())
         unknown = set(stages) - {"conv1", "conv2", "conv3", "conv4", "conv5", "head"}
@@ -273,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train only the head for this many epochs first (fine-tuning from ImageNet weights)")
     p.add_argument("--fine-tune", default=None, metavar="STAGES",
                    help="stages trained after the head-only epochs, e.g. conv5,conv4 (default: all)")
+    p.add_argument("--mixed-precision", action="store_true",
+                   help="float16 compute with float32 weights (GPUs; slower on CPUs)")
+    p.add_argument("--xla", action="store_true", help="compile the training step with XLA (GPUs; slower on CPUs)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(func=_cmd_train)

@@ -85,6 +85,10 @@ class RunConfig:
     # then train the stages in fine_tune_stages. Useful with ImageNet weights; 0 trains everything throughout.
     head_only_epochs: int = 0
     fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
+    # GPU options (off by default; both slow training on the CPUs this course is built on, shared/FINDINGS.md):
+    # mixed precision (float16 compute, float32 weights and softmax) and XLA compilation of the training step
+    mixed_precision: bool = False
+    xla: bool = False
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     data_dir: Path | None = None  # None: the embedded synthetic phantom
     artifacts_dir: Path = Path("artifacts")

@@ -77,7 +77,7 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
     x = layers.Dropout(dropout, name="head_dropout1")(x)
     x = dense(x, dense_units, "relu", name="head_dense")
     x = layers.Dropout(dropout, name="head_dropout2")(x)
-    outputs = dense(x, num_classes, "softmax", name="predictions")
+    outputs = dense(x, num_classes, "softmax", name="predictions", dtype="float32")  # float32 under mixed precision
     model = keras.Model(inputs, outputs, name="modified_resnet50")
 
     if weights == "imagenet":

@@ -21,6 +21,7 @@ A run killed at any moment (Ctrl-C, SIGTERM, power loss) continues from its last
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -81,6 +82,32 @@ def training_data(config: RunConfig, manifest: pd.DataFrame):
     val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False,
                            None, window, seed=config.seed)
     return train_rows, val_rows, train_ds, val_ds
+
+
+def compile_for_training(model, config: RunConfig) -> None:
+    """The paper's recipe: Adam (lr, beta_1, beta_2 from the config), sparse categorical cross-entropy,
+    accuracy; XLA only if ``config.xla`` (slower on CPU, shared/FINDINGS.md); optimiser variables created
+    eagerly. A model built under mixed precision (:func:`precision_policy`) gets Keras' loss scaling."""
+    import keras
+
+    optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=bool(config.xla))
+    build_optimizer(model)
+
+
+@contextlib.contextmanager
+def precision_policy(config: RunConfig):
+    """Keras' mixed_float16 policy while a model is built, if the config asks for mixed precision (GPU)."""
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def build_optimizer(model) -> None:
@@ -219,8 +246,9 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             done = backup[1] + 1
             print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
         else:
-            model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units, config.dropout,
-                                            weights)
+            with precision_policy(config):
+                model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units,
+                                                config.dropout, weights)
             done = 0
             started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
         # the history keeps exactly the epochs the model has seen: a row of an epoch cut short goes
@@ -246,10 +274,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             # a model resumed in the middle of this phase keeps its trainable flags and optimiser state
             if not (backup is not None and done > first):
                 set_trainable_stages(model, stages)
-                model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1,
-                                                              beta_2=config.beta_2),
-                              loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-                build_optimizer(model)
+                compile_for_training(model, config)
             if len(phases) > 1:
                 print(f"epochs {done + 1}-{end}: training {', '.join(stages)}")
             model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=done, class_weight=cw, shuffle=False,

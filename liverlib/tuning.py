@@ -63,7 +63,7 @@ def _hypermodel_class():
     import keras_tuner
 
     from liverlib.model import build_modified_resnet50
-    from liverlib.train import build_optimizer
+    from liverlib.train import compile_for_training, precision_policy
 
     class LiverHyperModel(keras_tuner.HyperModel):
         """The modified ResNet-50 with the paper's search space; fit adds the trial's LR schedule."""
@@ -76,11 +76,9 @@ def _hypermodel_class():
             units = hp.Choice("dense_units", SEARCH_SPACE["dense_units"])
             dropout = hp.Float("dropout", *SEARCH_SPACE["dropout"][:2], step=SEARCH_SPACE["dropout"][2])
             hp.Float("lr_drop_factor", *SEARCH_SPACE["lr_drop_factor"][:2], step=SEARCH_SPACE["lr_drop_factor"][2])
-            model = build_modified_resnet50(len(CLASS_NAMES), self.config.image_size, units, dropout)
-            model.compile(optimizer=keras.optimizers.Adam(self.config.learning_rate, beta_1=self.config.beta_1,
-                                                          beta_2=self.config.beta_2),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-            build_optimizer(model)
+            with precision_policy(self.config):
+                model = build_modified_resnet50(len(CLASS_NAMES), self.config.image_size, units, dropout)
+            compile_for_training(model, self.config)
             return model
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):

@@ -41,10 +41,11 @@ status=0
 run_stage "setup (.venv)" make --no-print-directory setup || { echo "setup failed"; exit 1; }
 run_stage "chromium" make --no-print-directory browser || status=1
 rm -f "$LOGS"/*.status
-start_bg "unit tests" "$LOGS/unit.log" $VENV/bin/pytest -q tests -m "not browser"
+start_bg "unit tests" "$LOGS/unit.log" $VENV/bin/pytest -q tests -m "not browser and not benchmark"
 unit_pid=$!
 run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ || status=1
 run_stage "book (quick profile)" $VENV/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick || status=1
+run_stage "benchmarks (smoke mode)" $VENV/bin/pytest -q tests -m benchmark || status=1
 wait "$unit_pid"
 collect_bg "unit tests (parallel)" "$LOGS/unit.log" || status=1
 if [ -f _build/quick/_build/html/index.html ]; then

@@ -12,6 +12,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def pytest_configure(config):
     config.addinivalue_line("markers", "browser: needs headless Chromium and a built book or app")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "benchmark: runs a benchmark in smoke mode (CI runs them after the book)")
 
 
 @pytest.fixture(autouse=True)

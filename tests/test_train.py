@@ -172,3 +172,24 @@ def test_cli_rejects_unknown_fine_tune_stages(tmp_path):
                              "conv9,head", "--out", str(tmp_path / "r")], capture_output=True, text=True,
                             env=_env(tmp_path))
     assert result.returncode == 1 and "unknown stage(s) conv9" in result.stderr
+
+
+def test_gpu_options_mixed_precision_and_xla_reach_the_model():
+    import keras
+
+    from liverlib.config import load_config
+    from liverlib.model import build_modified_resnet50
+    from liverlib.train import compile_for_training, precision_policy
+
+    config = load_config("quick").replace(mixed_precision=True, xla=True)
+    with precision_policy(config):
+        model = build_modified_resnet50(4, 32)
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the build
+    assert model.get_layer("conv1_conv").compute_dtype == "float16"
+    assert model.get_layer("predictions").compute_dtype == "float32" and model.outputs[0].dtype == "float32"
+    compile_for_training(model, config)
+    assert model.jit_compile is True
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    plain = build_modified_resnet50(4, 32)
+    compile_for_training(plain, load_config("quick"))
+    assert plain.jit_compile is False and plain.get_layer("conv1_conv").compute_dtype == "float32"

@@ -1,0 +1,84 @@
+"""Benchmarks in smoke mode (tiny inputs: they only check the benchmarks work), and the figures' bookkeeping.
+
+Speed targets are never asserted here: they live in benchmarks/results (``make bench``).
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from liverlib.performance import TARGETS, gpu_estimates, load_results, summary, targets_table
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def _smoke(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}_smoke.json").read_text())
+
+
+@pytest.mark.benchmark
+@pytest.mark.slow
+def test_every_benchmark_runs_in_smoke_mode(tmp_path):
+    env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
+    for command in (["benchmarks.run_all", "--smoke"], ["benchmarks.gpu_training_step", "--smoke"],
+                    ["benchmarks.course_cost", "--smoke"]):
+        proc = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    phantom = _smoke("phantom_speed")
+    assert phantom["slices_per_s"] > 0 and phantom["n_slices"] == 60
+    pipeline = _smoke("pipeline")
+    for key in ("ours_augmented", "imagedatagenerator_augmented", "ours_plain", "ours_augmented_1_thread"):
+        assert pipeline[key]["first_epoch"] > 0 and len(pipeline[key]["epochs_images_per_s"]) == 2
+    latency = _smoke("classify_latency")
+    assert latency["max_abs_difference_vs_keras"] <= 1e-5
+    assert 0 < latency["forward_litert"]["median_ms"] <= latency["forward_litert"]["p95_ms"]
+    training = _smoke("training_speed")
+    assert {r["loop"] for r in training["throughput"]} == {"ours", "paper"}
+    for r in training["throughput"] + training["sweep"]:
+        assert "error" not in r, r
+        assert r["images_per_s_min"] <= r["images_per_s_median"] <= r["images_per_s_max"]
+        assert r["fraction_of_matmul"] > 0
+    assert set(training["scaling"]["epochs"]) == {"40", "80"}
+    gpu = _smoke("gpu_training_step")
+    assert gpu["images_per_s_median"] > 0 and gpu["steps"] == 3
+
+
+def _fake_results() -> dict:
+    return {
+        "pipeline": {"speedup_vs_imagedatagenerator": {"first_epoch": 2.0, "cached_epochs": 12.0},
+                     "ours_augmented": {"cached_epochs": 900.0}},
+        "training_speed": {"train_images_per_s_224": 3.0, "train_fraction_of_matmul_224": 0.4},
+        "classify_latency": {"forward_ms": 50.0, "speedup_vs_predict": 3.6},
+        "phantom_speed": {"slices_per_s": 50.0},
+        "course_cost": {"make_test": {"minutes": 16.5}},
+    }
+
+
+def test_summary_takes_each_figure_from_its_benchmark_and_leaves_missing_ones_null():
+    figures = summary(_fake_results())
+    assert set(figures) == set(TARGETS)
+    assert figures["pipeline_over_training_throughput"] == pytest.approx(300.0)  # 900 / 3, same run
+    assert figures["pipeline_speedup_vs_imagedatagenerator"] == 12.0  # cached epochs, as training runs
+    assert figures["classify_forward_ms_224"] == 50.0 and figures["make_test_minutes"] == 16.5
+    assert figures["make_book_minutes"] is None
+    table = targets_table(figures)
+    assert table.loc["classify_forward_ms_224", "met"] == "yes"  # 50 <= 70
+    assert table.loc["train_fraction_of_matmul_224", "met"] == "no"  # 0.4 < 0.5
+    assert table.loc["make_book_minutes", "met"] == ""
+
+
+def test_results_files_are_read_without_the_smoke_ones(tmp_path):
+    (tmp_path / "pipeline.json").write_text(json.dumps({"a": 1}))
+    (tmp_path / "pipeline_smoke.json").write_text(json.dumps({"a": 2}))
+    (tmp_path / "summary.json").write_text(json.dumps({}))
+    assert load_results(tmp_path) == {"pipeline": {"a": 1}}
+
+
+def test_gpu_estimate_is_images_times_epochs_over_rate():
+    table = gpu_estimates(3320, 80, measured_cpu_images_per_s=2.9, rates={"some GPU": 2400.0})
+    assert table.loc["some GPU", "hours_total"] == pytest.approx(3320 * 80 / 2400 / 3600)
+    assert table.iloc[-1]["hours_total"] == pytest.approx(3320 * 80 / 2.9 / 3600)
