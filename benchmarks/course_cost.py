@@ -83,6 +83,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--only", choices=["test", "book"], help="measure one command (default: both)")
     parser.add_argument("--keep", action="store_true", help="keep the clone and its logs")
     parser.add_argument("--smoke", action="store_true", help="only check that the stage parsers work")
+    parser.add_argument("--note", default=None, help="a remark stored with the figures (e.g. what else ran)")
     args = parser.parse_args(argv)
     if args.smoke:
         sample = "==== time per stage (x)\nsetup (.venv)     12 s  ok\nbrowser tests     3 s  ok\ntotal (wall clock)  15 s\n"
@@ -98,8 +99,13 @@ def main(argv=None) -> dict:
         clone = tmp / "liverlib"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         print(f"==== make {which} in a fresh clone of {head[:10]}: {clone} (logs in {tmp})", flush=True)
+        load_before = os.getloadavg()[0]
         figures = measure(which, clone, tmp)
+        # a load average well above what the command itself makes (about 2) means something else shared the CPU
+        figures["load_average_1min"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
         figures["commit"] = head
+        if args.note:
+            figures["note"] = args.note
         figures["machine"] = machine_info()
         result[f"make_{which}"] = figures
         print(json.dumps({k: v for k, v in figures.items() if k != "machine"}, indent=2), flush=True)
