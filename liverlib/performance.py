@@ -27,7 +27,7 @@ TARGETS = {
 
 # Published ResNet-50 training rates at 224 px (images/s), for the estimate table; each with its source.
 PUBLISHED_RATES = {
-    "NVIDIA A100, mixed precision (NVIDIA's reference figure cited in the benchmarks issue)": 2400.0,
+    "NVIDIA A100, mixed precision (NVIDIA reference figure)": 2400.0,
 }
 
 
