@@ -33,6 +33,8 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     pipeline = _smoke("pipeline")
     for key in ("ours_augmented", "imagedatagenerator_augmented", "ours_plain", "ours_augmented_1_thread"):
         assert pipeline[key]["first_epoch"] > 0 and len(pipeline[key]["epochs_images_per_s"]) == 2
+    # the paper's loader reads the same images as ours: the class folders only, not the phantom's masks/
+    assert pipeline["imagedatagenerator_augmented"]["images_the_loader_found"] == pipeline["n_images"]
     latency = _smoke("classify_latency")
     assert latency["max_abs_difference_vs_keras"] <= 1e-5
     assert 0 < latency["forward_litert"]["median_ms"] <= latency["forward_litert"]["p95_ms"]
@@ -42,6 +44,7 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
         assert "error" not in r, r
         assert r["images_per_s_min"] <= r["images_per_s_median"] <= r["images_per_s_max"]
         assert r["fraction_of_matmul"] > 0
+        assert r["images_the_loader_found"] == r["images_in_dataset"]
     assert set(training["scaling"]["epochs"]) == {"40", "80"}
     gpu = _smoke("gpu_training_step")
     assert gpu["images_per_s_median"] > 0 and gpu["steps"] == 3
