@@ -131,7 +131,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             print(f"{p:<{width}}  {r.predicted_class:<10} "
                   + " ".join(f"{r.probabilities[n]:>9.3f}" for n in names) + f"  {'; '.join(r.warnings)}")
     if not args.json:
-        if classifier._fast is not None:
+        if rows:  # files were classified, so the forward pass has been chosen
             print(f"forward pass: {classifier.fast.backend}", file=sys.stderr)
         print(classifier.disclaimer(), file=sys.stderr)
     return 1 if failures else 0

@@ -55,12 +55,11 @@ class LiteRTForward:
     ``x`` is 1 x S x S x 3 float32, exactly what the Keras model takes.
     """
 
-    def __init__(self, model: bytes | Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         threads = threads or os.cpu_count() or 1
-        source = {"model_path": str(model)} if isinstance(model, Path) else {"model_content": bytes(model)}
-        self._interpreter = Interpreter(num_threads=threads, **source)
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         entry = self._interpreter.get_input_details()[0]
         self.input_shape = tuple(int(d) for d in entry["shape"])
         if self.input_shape[0] != 1:
@@ -101,10 +100,11 @@ def _convert(model, path: Path) -> None:
     model.export(str(path), format="litert", verbose=False)
 
 
-def export_litert(run_dir: str | os.PathLike, model=None, out_dir: str | os.PathLike | None = None) -> Path:
+def export_litert(run_dir: str | os.PathLike, model=None, out_dir: str | os.PathLike | None = None,
+                  model_sha256: str | None = None) -> Path:
     """Convert a run's model to LiteRT, check it against Keras, and write it with its record.
 
-    ``out_dir`` defaults to the run folder. The file appears only after it passed the check (written to a
+    ``out_dir`` defaults to the run folder; ``model_sha256`` (of ``model.keras``) is computed if not given. The file appears only after it passed the check (written to a
     temporary name, then renamed), so an interrupted conversion never leaves a half-written model behind.
     Raises :class:`LiverlibError` if the runtime is missing or the outputs differ by more than ``TOLERANCE``.
     """
@@ -118,7 +118,7 @@ def export_litert(run_dir: str | os.PathLike, model=None, out_dir: str | os.Path
     if model is None:
         model = load_run(run_dir).model
     size = int(model.inputs[0].shape[1])
-    sha = file_sha256(run_dir / MODEL_FILE)
+    sha = model_sha256 or file_sha256(run_dir / MODEL_FILE)
     print(f"liverlib: converting {run_dir.name}/{MODEL_FILE} to LiteRT for fast CPU inference "
           "(once per model; about 15-20 s)", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".litert-") as tmp:
@@ -176,12 +176,12 @@ def fast_forward(run_dir: str | os.PathLike, model, fallback: Callable[[np.ndarr
         return FastForward(cached, f"LiteRT (XNNPACK, {cached.threads} threads)")
     try:
         try:
-            export_litert(run_dir, model)
+            export_litert(run_dir, model, model_sha256=sha)
             forward = LiteRTForward(run_dir / LITERT_FILE)
             where = ""
         except PermissionError:  # a read-only run folder: convert into a temporary folder, every time
             tmp = Path(tempfile.mkdtemp(prefix="liverlib-litert-"))
-            forward = LiteRTForward(export_litert(run_dir, model, out_dir=tmp))
+            forward = LiteRTForward(export_litert(run_dir, model, out_dir=tmp, model_sha256=sha))
             where = f", converted into {tmp} because {run_dir} is read-only"
     except LiverlibError as error:
         return FastForward(fallback, f"{tf_backend}: {error}")

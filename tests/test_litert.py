@@ -124,10 +124,10 @@ def test_without_the_runtime_classify_falls_back_to_tensorflow_and_says_why(run,
 def test_a_read_only_run_folder_converts_elsewhere(run, monkeypatch):
     real = litert.export_litert
 
-    def read_only(run_dir, model=None, out_dir=None):
+    def read_only(run_dir, model=None, out_dir=None, **kwargs):
         if out_dir is None:
             raise PermissionError(13, "Permission denied", str(run_dir))
-        return real(run_dir, model, out_dir)
+        return real(run_dir, model, out_dir, **kwargs)
 
     monkeypatch.setattr(litert, "export_litert", read_only)
     clf = Classifier(run)
