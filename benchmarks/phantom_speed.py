@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine_info, write_result
+from liverlib.config import load_config
+from liverlib.data import MANIFEST_FILE
 from liverlib.phantom_dataset import write_phantom_dataset
 
 
@@ -28,12 +30,18 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.repeats = 60, 1
+    default = load_config("laptop")  # the default dataset: kept for the other benchmarks if it is not there yet
     seconds = []
     for _ in range(args.repeats):
         tmp = Path(tempfile.mkdtemp())
         start = time.perf_counter()
         write_phantom_dataset(tmp / "phantom", n=args.n, seed=0, size=args.size, progress=False)
         seconds.append(time.perf_counter() - start)
+        keep = (args.n, args.size, 0) == (default.phantom_n, default.phantom_size, default.phantom_seed)
+        if keep and not (default.phantom_dir / MANIFEST_FILE).exists():  # paths in it are relative
+            default.phantom_dir.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(default.phantom_dir, ignore_errors=True)
+            shutil.move(tmp / "phantom", default.phantom_dir)
         shutil.rmtree(tmp)
     result = {
         "n_slices": args.n, "size": args.size, "repeats": args.repeats,
