@@ -13,16 +13,14 @@ Writes benchmarks/results/pipeline.json.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
 
 import liverlib  # noqa: F401  (TensorFlow speed settings)
-from benchmarks.common import machine_info, write_result
-from liverlib.config import CLASS_NAMES, load_config
+from benchmarks.common import bench_phantom, machine_info, paper_loader, write_result
+from liverlib.config import load_config
 from liverlib.data import scan_dataset
-from liverlib.phantom_dataset import write_phantom_dataset
 from liverlib.preprocess import make_pipeline
 
 RESNET50_TRAIN_IMAGES_PER_S_224 = 2.9  # shared/FINDINGS.md, oneDNN on, this 2-core CPU
@@ -54,14 +52,7 @@ def ours(files, labels, augmentation, epochs: int, threads: int | None = None) -
 
 
 def imagedatagenerator(directory: Path, n_images: int, augment: bool, epochs: int) -> dict:
-    # The paper's loader. ImageDataGenerator is deprecated and lives only in Keras' legacy module now.
-    from keras.src.legacy.preprocessing.image import ImageDataGenerator
-
-    kwargs = dict(rotation_range=10, width_shift_range=0.1, height_shift_range=0.1, zoom_range=0.1,
-                  horizontal_flip=True) if augment else {}
-    flow = ImageDataGenerator(rescale=1.0 / 255, **kwargs).flow_from_directory(
-        directory, target_size=(224, 224), color_mode="rgb", batch_size=46, class_mode="sparse", shuffle=True,
-        seed=0, classes=list(CLASS_NAMES))  # the four class folders only (the phantom also holds masks/)
+    flow = paper_loader(directory, 224, 46, augment)
     steps = -(-n_images // 46)
     rates = []
     for _ in range(epochs):
@@ -80,9 +71,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.epochs = 92, 2
-    data = Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "data" / f"bench-pipeline-n{args.n}"
-    if not (data / "manifest.csv").exists():
-        write_phantom_dataset(data, n=args.n, seed=0, size=512, overwrite=True)
+    data = bench_phantom(args.n)
     manifest = scan_dataset(data).manifest
     augmentation = load_config("paper").augmentation
     result = {"n_images": len(manifest), "image_size": 224, "batch_size": 46, "epochs": args.epochs}

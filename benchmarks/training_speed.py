@@ -128,12 +128,9 @@ def _worker(spec: dict) -> dict:
         compile_for_training(model, paper)
         model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
     else:
-        from keras.src.legacy.preprocessing.image import ImageDataGenerator
+        from benchmarks.common import paper_loader
 
-        flow = ImageDataGenerator(rescale=1.0 / 255, rotation_range=10, width_shift_range=0.1, height_shift_range=0.1,
-                                  zoom_range=0.1, horizontal_flip=True).flow_from_directory(
-            spec["data"], target_size=(size, size), color_mode="rgb", batch_size=batch, class_mode="sparse", seed=0,
-            classes=list(CLASS_NAMES))  # the four class folders only (the phantom also holds masks/)
+        flow = paper_loader(spec["data"], size, batch)
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         model.fit(flow, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
@@ -174,14 +171,11 @@ def _show(result: dict) -> None:
 
 def datasets(smoke: bool) -> tuple[Path, Path]:
     """A 920-slice phantom for the throughput runs (the pipeline benchmark's) and the default 4,741 for scaling."""
+    from benchmarks.common import bench_phantom
     from liverlib.config import load_config
     from liverlib.data import ensure_phantom
-    from liverlib.phantom_dataset import write_phantom_dataset
 
-    n = 92 if smoke else 920
-    small = Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "data" / f"bench-pipeline-n{n}"
-    if not (small / "manifest.csv").exists():
-        write_phantom_dataset(small, n=n, seed=0, size=512, overwrite=True)
+    small = bench_phantom(92 if smoke else 920)
     big = small if smoke else ensure_phantom(load_config("laptop"))
     return small, big
 
