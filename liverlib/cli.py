@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override the profile's seed")
     p.add_argument("--weights", default=None,
                    help="backbone weights: 'imagenet' (from the Keras cache, if there) or a weights file")
-    p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight classes by inverse frequency (default: the profile's; on in laptop, off in paper)")
     p.add_argument("--head-only-epochs", type=int, default=None,
                    help="train only the head for this many epochs first (fine-tuning from ImageNet weights)")
     p.add_argument("--fine-tune", default=None, metavar="STAGES",

@@ -84,6 +84,9 @@ class RunConfig:
     # fine-tuning (the paper's "fine-tuning various layers"): train only the head for this many epochs,
     # then train the stages in fine_tune_stages. Useful with ImageNet weights; 0 trains everything throughout.
     head_only_epochs: int = 0
+    # weight each class by the inverse of its frequency in the training split (the paper's future work; off in
+    # the paper's own recipe). Shifts the model away from always answering the majority class (benign).
+    class_weighting: bool = False
     fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
     # GPU options (off by default; both slow training on the CPUs this course is built on, shared/FINDINGS.md):
     # mixed precision (float16 compute, float32 weights and softmax) and XLA compilation of the training step
@@ -121,6 +124,7 @@ class RunConfig:
             ("optimizer", f"Adam lr={self.learning_rate:g}, beta1={self.beta_1}, beta2={self.beta_2}"),
             ("lr schedule", f"x{self.lr_drop_factor:g} every {self.lr_drop_every} epochs"),
             ("early stopping patience", str(self.early_stopping_patience)),
+            ("class weights", "balanced (inverse class frequency)" if self.class_weighting else "none (as the paper)"),
             ("head", f"Dense {self.dense_units}, dropout {self.dropout}"),
             ("fine-tuning", "all layers throughout" if not self.head_only_epochs else
              f"head only for {self.head_only_epochs} epochs, then {', '.join(self.fine_tune_stages)}"),
@@ -148,9 +152,9 @@ _PROFILES: dict[str, dict] = {
     "laptop": dict(
         phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
         window_level=40.0, window_width=400.0,
-        image_size=96, batch_size=32, epochs=8, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
+        image_size=64, batch_size=32, epochs=8, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
         beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
-        hyperband_factor=3, tuner_max_epochs=2, tuner_train_fraction=0.25,
+        hyperband_factor=3, tuner_max_epochs=2, tuner_train_fraction=0.25, class_weighting=True,
     ),
     "paper": dict(
         phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
@@ -166,6 +170,21 @@ PROFILE_NAMES: tuple[str, ...] = tuple(_PROFILES)
 # Training throughput (images/s) of ResNet-50 on the 2-core reference CPU with oneDNN on
 # (shared/FINDINGS.md), used only to estimate run time before a run starts.
 _CPU_TRAIN_IMAGES_PER_S = {64: 23.0, 96: 16.0, 128: 8.5, 224: 2.9}
+
+
+# fields that change what a training run learns; the data is keyed separately (by the images' hashes)
+_NOT_TRAINING_SETTINGS = {"profile", "phantom_n", "phantom_size", "phantom_seed", "data_dir", "artifacts_dir",
+                          "hyperband_factor", "tuner_max_epochs", "tuner_train_fraction"}
+
+
+def training_settings_key(config: RunConfig) -> str:
+    """SHA-256 of the settings that decide what a training run learns (image size, recipe, seed, class
+    weighting...), so a run trained under other settings is never taken for this configuration's run."""
+    import hashlib
+    import json
+
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_TRAINING_SETTINGS}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def default_artifacts_dir() -> Path:

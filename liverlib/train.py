@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liverlib.config import CLASS_NAMES, RunConfig, estimate_training_seconds, format_duration
+from liverlib.config import CLASS_NAMES, RunConfig, estimate_training_seconds, format_duration, training_settings_key
 from liverlib.data import data_key
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError
@@ -65,7 +65,9 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = len(CLASS_NAME
 
 
 def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
-    return Path(config.artifacts_dir) / "runs" / f"{config.profile}-{data_key(manifest)[:10]}-seed{config.seed}"
+    """``runs/<profile>-<data key>-<settings key>-seed<seed>``: other data or other settings, another folder."""
+    return (Path(config.artifacts_dir) / "runs" /
+            f"{config.profile}-{data_key(manifest)[:10]}-{training_settings_key(config)[:8]}-seed{config.seed}")
 
 
 def training_data(config: RunConfig, manifest: pd.DataFrame):
@@ -201,12 +203,13 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
 
 
 def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str | os.PathLike | None = None,
-          *, resume: bool = True, overwrite: bool = False, class_weighting: bool = False,
+          *, resume: bool = True, overwrite: bool = False, class_weighting: bool | None = None,
           weights: str | None = None, verbose: int | str = "auto", strategy=None) -> RunResult:
     """Train the modified ResNet-50 on the configuration's data and split; return the finished run.
 
     With ``resume`` (the default), a finished run in ``run_dir`` is loaded instead of retrained, and an
-    interrupted one continues from its last completed epoch. ``strategy``: a ``tf.distribute`` strategy
+    interrupted one continues from its last completed epoch. ``class_weighting`` (default: the configuration's)
+    weights the loss by inverse class frequency. ``strategy``: a ``tf.distribute`` strategy
     (default: :func:`default_strategy`, MirroredStrategy when more than one GPU is visible).
     """
     import keras
@@ -215,6 +218,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     from liverlib.model import build_modified_resnet50, set_trainable_stages
     from liverlib.splits import save_split, split_for
 
+    if class_weighting is not None:
+        config = config.replace(class_weighting=bool(class_weighting))
     if manifest is None:
         dataset = load_dataset(config=config)
         manifest = split_for(dataset, config)
@@ -257,7 +262,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             (run_dir / HISTORY_FILE).unlink(missing_ok=True)
         elif len(history) and (history["epoch"] >= done).any():
             history[history["epoch"] < done].to_csv(run_dir / HISTORY_FILE, index=False)
-        cw = balanced_class_weights(train_rows["label"].to_numpy()) if class_weighting else None
+        cw = balanced_class_weights(train_rows["label"].to_numpy()) if config.class_weighting else None
         seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
         print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
               f"{config.image_size} px; estimated time on a 2-core CPU: {format_duration(seconds)} "
@@ -301,7 +306,8 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
         "class_names": list(CLASS_NAMES), "input_size": config.image_size,
         "window": {"level": config.window_level, "width": config.window_width},
         "preprocessing": "decode (DICOM: HU, then window) -> grey -> resize (bilinear) -> 3 channels -> /255",
-        "profile": config.profile, "seed": config.seed, "epochs_run": int(len(history)),
+        "profile": config.profile, "seed": config.seed, "settings_sha256": training_settings_key(config),
+        "epochs_run": int(len(history)),
         "best_epoch": int(history[MONITOR].idxmin()) if len(history) and MONITOR in history else None,
         "data_manifest_sha256": data_key(manifest), "split_sha256": split_sha,
         "data": str(config.data_dir or config.phantom_dir), "synthetic_data": synthetic,
@@ -352,10 +358,25 @@ def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = No
     return fig
 
 
-def latest_run(config: RunConfig) -> Path | None:
-    """The newest finished run of the configuration's profile under its artifacts folder, if there is one."""
+def latest_run(config: RunConfig, same_settings: bool = True) -> Path | None:
+    """The newest finished run of the configuration's profile under its artifacts folder, if there is one.
+
+    With ``same_settings`` (the default), only a run trained under this configuration's training settings
+    counts (see :func:`liverlib.config.training_settings_key`): after a profile changes, its old runs are not
+    taken for new ones.
+    """
     runs = [p for p in (config.artifacts_dir / "runs").glob(f"{config.profile}-*") if (p / CARD_FILE).is_file()]
+    if same_settings:
+        key = training_settings_key(config)
+        runs = [p for p in runs if _card_settings_key(p) == key]
     return max(runs, key=lambda p: (p / CARD_FILE).stat().st_mtime) if runs else None
+
+
+def _card_settings_key(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / CARD_FILE).read_text()).get("settings_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def trained_run(config: RunConfig) -> Path:

@@ -75,7 +75,7 @@ def find_run(config=None) -> Path | None:
 
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV]).expanduser()
-    return latest_run(config or load_config())
+    return latest_run(config or load_config(), same_settings=False)
 
 
 class ClassifyApp:

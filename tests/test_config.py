@@ -18,6 +18,21 @@ def test_paper_profile_has_the_papers_exact_settings():
     assert cfg.split_fractions == (0.7, 0.15, 0.15)
     assert cfg.phantom_n == 4741
     assert (cfg.dense_units, cfg.dropout, cfg.hyperband_factor) == (256, 0.5, 3)
+    assert cfg.class_weighting is False  # the paper trained without class weights (its future work)
+
+
+def test_training_settings_key_follows_what_training_learns_from():
+    from liverlib.config import training_settings_key
+
+    laptop = load_config("laptop")
+    key = training_settings_key(laptop)
+    assert len(key) == 64 and key == training_settings_key(load_config("laptop"))
+    # anything that changes the trained model changes the key ...
+    for change in (dict(image_size=96), dict(class_weighting=False), dict(learning_rate=3e-4), dict(seed=1),
+                   dict(epochs=9)):
+        assert training_settings_key(laptop.replace(**change)) != key, change
+    # ... where the run's files go and how a search is sized do not
+    assert training_settings_key(laptop.replace(artifacts_dir=laptop.artifacts_dir / "x", tuner_max_epochs=5)) == key
 
 
 def test_profiles_get_smaller_from_paper_to_quick():

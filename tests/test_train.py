@@ -64,6 +64,8 @@ def test_cli_train_writes_a_complete_run_folder(two_runs):
     assert card["class_names"] == ["benign", "cirrhosis", "malignant", "normal"]
     assert card["input_size"] == 64 and card["profile"] == "quick" and card["synthetic_data"] is True
     assert set(card["metrics"]) == {"val_accuracy", "val_balanced_accuracy", "val_macro_f1"}
+    # the quick profile trains without class weights unless asked; the card says which settings it ran under
+    assert card["class_weights"] is None and len(card["settings_sha256"]) == 64
     assert "estimated time" in result.stdout and "validation:" in result.stdout
 
 
@@ -88,7 +90,7 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     data, out = workdir / "data", workdir / "killed"
     epochs = "3"
     # head only for the first epoch, then everything: the resume also crosses from one phase to the next
-    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1"),
+    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(workdir))
     history = out / "history.csv"
     deadline = time.time() + 600
@@ -114,7 +116,8 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
                              env=_env(workdir))
     assert refused.returncode == 1 and "--resume" in refused.stderr
 
-    resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--resume"),
+    resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights",
+                                        "--resume"),
                              capture_output=True, text=True, env=_env(workdir), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{done_before} of {epochs} epochs done" in resumed.stdout
@@ -124,6 +127,9 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     assert sorted(raw["epoch"].unique()) == list(range(int(epochs)))
     assert len(raw) <= int(epochs) + 1  # at most the interrupted epoch is run twice
     assert (out / "model_card.json").exists() and not (out / "backup").exists()
+    card = json.loads((out / "model_card.json").read_text())
+    assert set(card["class_weights"]) == {"0", "1", "2", "3"} and card["config"]["class_weighting"] is True
+    assert "class weights: benign" in resumed.stdout
     from liverlib.train import load_run
 
     assert all(layer.trainable for layer in load_run(out).model.layers)  # fine-tuning ends with every stage
@@ -165,6 +171,25 @@ def test_learning_rate_schedule_and_class_weights():
     assert [schedule(e) for e in (0, 19, 20, 39, 40, 79)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7])
     weights = balanced_class_weights(np.array([0, 0, 0, 1]), num_classes=2)
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+def test_latest_run_ignores_runs_trained_under_other_settings(tmp_path):
+    """After a profile changes (say, its image size), its old runs are not taken for the new profile's run."""
+    from liverlib.config import load_config, training_settings_key
+    from liverlib.train import latest_run
+
+    config = load_config("laptop", artifacts_dir=tmp_path)
+    old = config.replace(image_size=96)
+    for name, cfg, mtime in (("laptop-aaa-old-seed42", old, 2_000_000_000), ("laptop-aaa-new-seed42", config, 1_000_000_000)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "model_card.json").write_text(json.dumps({"settings_sha256": training_settings_key(cfg)}))
+        os.utime(run / "model_card.json", (mtime, mtime))
+    # the old run is newer, but only the run with this configuration's settings counts
+    assert latest_run(config) == tmp_path / "runs" / "laptop-aaa-new-seed42"
+    assert latest_run(old) == tmp_path / "runs" / "laptop-aaa-old-seed42"
+    assert latest_run(config, same_settings=False) == tmp_path / "runs" / "laptop-aaa-old-seed42"
+    assert latest_run(config.replace(dropout=0.3)) is None
 
 
 def test_cli_rejects_unknown_fine_tune_stages(tmp_path):
