@@ -41,7 +41,7 @@ status=0
 run_stage "setup (.venv)" make --no-print-directory setup || { echo "setup failed"; exit 1; }
 run_stage "chromium" make --no-print-directory browser || status=1
 rm -f "$LOGS"/*.status
-start_bg "unit tests" "$LOGS/unit.log" $VENV/bin/pytest -q tests -m "not browser and not benchmark"
+start_bg "unit tests" "$LOGS/unit.log" $VENV/bin/pytest -q --durations=20 tests -m "not browser and not benchmark"
 unit_pid=$!
 run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ || status=1
 run_stage "book (quick profile)" $VENV/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick || status=1

@@ -1,0 +1,72 @@
+"""The training pipeline (decode -> cache -> shuffle -> batch -> augment -> RGB/255): every image keeps its label.
+
+A pipeline that shuffled images and labels apart would still train, and only learn nothing; these tests
+give each class its own grey level so that the label of every image can be read back from its pixels.
+"""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from liverlib.config import AugmentationConfig
+from liverlib.preprocess import make_pipeline, random_affine_layer
+
+GREY = (30, 90, 150, 210)  # one uniform grey level per class
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grey")
+    rng = np.random.default_rng(0)
+    labels = rng.permutation(np.repeat(np.arange(4), 10))
+    paths = []
+    for i, label in enumerate(labels):
+        path = root / f"{i:03d}.png"
+        Image.fromarray(np.full((48, 40), GREY[label], np.uint8)).save(path)  # not square, not the model's size
+        paths.append(path)
+    return paths, labels
+
+
+def _label_from_pixels(images: np.ndarray) -> np.ndarray:
+    """Class of each image from its centre pixel (a uniform image stays uniform there under the augmentation)."""
+    centre = images[:, images.shape[1] // 2, images.shape[2] // 2, 0] * 255
+    return np.abs(centre[:, None] - np.array(GREY)[None]).argmin(axis=1)
+
+
+def test_training_batches_keep_each_image_with_its_label(files):
+    paths, labels = files
+    ds = make_pipeline(paths, labels, 32, 6, training=True, augmentation=AugmentationConfig(), seed=3)
+    orders = []
+    for _ in range(2):  # the second epoch reads the cache
+        seen = []
+        for x, y in ds:
+            x, y = x.numpy(), y.numpy()
+            assert x.shape[1:] == (32, 32, 3) and x.dtype == np.float32
+            assert 0.0 <= x.min() and x.max() <= 1.0
+            assert np.array_equal(x[..., 0], x[..., 2])  # grey repeated into three channels
+            np.testing.assert_array_equal(_label_from_pixels(x), y)
+            seen.extend(y.tolist())
+        assert sorted(seen) == sorted(labels.tolist())  # every image once per epoch
+        orders.append(seen)
+    assert orders[0] != orders[1]  # reshuffled each epoch
+
+
+def test_validation_batches_keep_the_file_order_and_are_not_augmented(files):
+    paths, labels = files
+    ds = make_pipeline(paths, labels, 32, 8, training=False, augmentation=AugmentationConfig())
+    x = np.concatenate([b.numpy() for b, _ in ds])
+    y = np.concatenate([lab.numpy() for _, lab in ds])
+    np.testing.assert_array_equal(y, labels)
+    expected = np.array(GREY)[labels][:, None, None, None] / 255
+    np.testing.assert_allclose(x, np.broadcast_to(expected, x.shape), atol=1e-6)  # uniform: nothing moved
+
+
+def test_random_affine_moves_images_only_when_training_and_within_its_ranges():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (4, 32, 32, 1)).astype(np.float32)
+    layer = random_affine_layer(10, 0.1, 0.1, 0.1, True, seed=0)
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    moved = np.asarray(layer(images, training=True))
+    assert moved.shape == images.shape and not np.allclose(moved, images)
+    still = random_affine_layer(0, 0, 0, 0, False, seed=0)
+    np.testing.assert_allclose(np.asarray(still(images, training=True)), images, atol=1e-3)  # identity transform
