@@ -3,7 +3,10 @@
 A profile fixes the size of a run: how much phantom data, which image size, how many epochs. Three exist:
 
 * ``quick``: CI and nbval. Tiny data, small images, 1-2 epochs; finishes in seconds to a few minutes.
-* ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU.
+* ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU: the full
+  phantom, 64 px, 8 epochs, class weights on (training about 21 minutes, the whole book about 41, measured
+  with ``python -m benchmarks.course_cost --only book``). Too short for ResNet-50 from random weights to
+  learn much; see notebook 04.
 * ``paper``: the paper's exact settings (224x224x3, batch 46, Adam 1e-4, 80 epochs, x0.1 every 20 epochs,
   early stopping patience 10, 70/15/15 split). Meant for a GPU; it prints its estimated time first.
 
