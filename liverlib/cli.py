@@ -167,6 +167,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         os.environ["KERASTUNER_ORACLE_IP"] = args.oracle_ip
         os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
     config = load_config(args.profile, data_dir=args.data)
+    if args.class_weights is not None:
+        config = config.replace(class_weighting=args.class_weights)
     print(config.describe())
     dataset = load_dataset(config=config)
     manifest = split_for(dataset, config)
@@ -317,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     _profile_and_data(p)
     p.add_argument("--out", type=Path, default=None, help="project folder (default: under the artifacts folder)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1"), default="val_accuracy")
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight classes by inverse frequency in every trial (default: the profile's)")
     p.add_argument("--overwrite", action="store_true", help="delete the search in --out and start again")
     role = p.add_mutually_exclusive_group()
     role.add_argument("--chief", action="store_true", help="run the oracle that hands trials to workers")

@@ -175,18 +175,20 @@ PROFILE_NAMES: tuple[str, ...] = tuple(_PROFILES)
 _CPU_TRAIN_IMAGES_PER_S = {64: 23.0, 96: 16.0, 128: 8.5, 224: 2.9}
 
 
-# fields that change what a training run learns; the data is keyed separately (by the images' hashes)
-_NOT_TRAINING_SETTINGS = {"profile", "phantom_n", "phantom_size", "phantom_seed", "data_dir", "artifacts_dir",
-                          "hyperband_factor", "tuner_max_epochs", "tuner_train_fraction"}
+# fields that do not change what a run learns; the data is keyed separately (by the images' hashes)
+_NOT_LEARNING_SETTINGS = {"profile", "phantom_n", "phantom_size", "phantom_seed", "data_dir", "artifacts_dir"}
+_TUNING_SETTINGS = {"hyperband_factor", "tuner_max_epochs", "tuner_train_fraction"}
 
 
-def training_settings_key(config: RunConfig) -> str:
+def training_settings_key(config: RunConfig, tuning: bool = False) -> str:
     """SHA-256 of the settings that decide what a training run learns (image size, recipe, seed, class
-    weighting...), so a run trained under other settings is never taken for this configuration's run."""
+    weighting...), so a run trained under other settings is never taken for this configuration's run.
+    With ``tuning``, the Hyperband settings count too (for a search's project folder)."""
     import hashlib
     import json
 
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_TRAINING_SETTINGS}
+    skip = _NOT_LEARNING_SETTINGS | (set() if tuning else _TUNING_SETTINGS)
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -81,15 +81,30 @@ def save_split(manifest: pd.DataFrame, path: str | os.PathLike) -> str:
     """Write the split as CSV (file, class, group, split); return its SHA-256 for model cards."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    manifest[["file", "class", "group", "split"]].to_csv(path, index=False)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    data = manifest[["file", "class", "group", "split"]].to_csv(index=False).encode()
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")  # another process never reads half a file
+    partial.write_bytes(data)
+    os.replace(partial, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _relative_to_common_root(files) -> list[str]:
+    files = [str(f) for f in files]
+    root = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
+    return [os.path.relpath(f, root) for f in files]
 
 
 def load_split(manifest: pd.DataFrame, path: str | os.PathLike) -> pd.Series:
-    """Attach a saved split to a manifest; every file must be in it."""
+    """Attach a saved split to a manifest; every file must be in it.
+
+    Files are matched by path, or, where the dataset folder has moved since the split was saved (same
+    images, another location), by their path inside the dataset folder.
+    """
     saved = pd.read_csv(path, dtype=str)
-    mapping = dict(zip(saved["file"], saved["split"]))
-    split = manifest["file"].map(mapping)
+    split = manifest["file"].map(dict(zip(saved["file"], saved["split"])))
+    if split.isna().any() and len(saved) and len(manifest):
+        moved = dict(zip(_relative_to_common_root(saved["file"]), saved["split"]))
+        split = pd.Series(_relative_to_common_root(manifest["file"]), index=manifest.index).map(moved)
     if split.isna().any():
         raise LiverlibError(f"{int(split.isna().sum())} image(s) are not in the saved split {path}; the data changed "
                             "since it was made: delete it to make a new one")

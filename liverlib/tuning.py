@@ -129,9 +129,13 @@ class TuneResult:
 
 
 def default_project_dir(config: RunConfig, manifest: pd.DataFrame, objective: str) -> Path:
+    """``tuning/<profile>-<data key>-<settings key>-seed<seed>-<objective>``: a search under other settings
+    (image size, budget...) starts its own project rather than continuing this one."""
+    from liverlib.config import training_settings_key
     from liverlib.data import data_key
 
-    return config.artifacts_dir / "tuning" / f"{config.profile}-{data_key(manifest)[:10]}-seed{config.seed}-{objective}"
+    key = training_settings_key(config, tuning=True)[:8]
+    return config.artifacts_dir / "tuning" / f"{config.profile}-{data_key(manifest)[:10]}-{key}-seed{config.seed}-{objective}"
 
 
 def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: str | os.PathLike | None = None, *,
@@ -141,7 +145,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
 
     from liverlib.data import load_dataset
     from liverlib.splits import split_for
-    from liverlib.train import training_data
+    from liverlib.train import balanced_class_weights, training_data
 
     if objective not in OBJECTIVES:
         raise LiverlibError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -152,8 +156,10 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     if overwrite and role in ("", "chief"):
         shutil.rmtree(project_dir, ignore_errors=True)
     project_dir.mkdir(parents=True, exist_ok=True)
-    _, val_rows, train_ds, val_ds = training_data(config, search_subset(manifest, config.tuner_train_fraction,
-                                                                       config.seed))
+    train_rows, val_rows, train_ds, val_ds = training_data(config, search_subset(manifest, config.tuner_train_fraction,
+                                                                                config.seed))
+    # the profile's class weighting applies to every trial, as to a training run
+    class_weights = balanced_class_weights(train_rows["label"].to_numpy()) if config.class_weighting else None
     tuner = keras_tuner.Hyperband(
         make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG),
         objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,
@@ -162,12 +168,12 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     with warnings.catch_warnings():
         # keras-tuner passes shuffle=True, which a tf.data pipeline (already shuffled) ignores
         warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")
-        tuner.search(train_ds, validation_data=val_ds, verbose=verbose)
+        tuner.search(train_ds, validation_data=val_ds, class_weight=class_weights, verbose=verbose)
     if role not in ("", "chief"):  # a worker: the chief writes the results
         return TuneResult(project_dir=project_dir, trials=pd.DataFrame(), best={}, run_dir=None)
     trials = trials_table(tuner.oracle)
     best_hp = tuner.get_best_hyperparameters(1)[0].values
-    run_dir = _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective)
+    run_dir = _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective, class_weights)
     return TuneResult(project_dir=project_dir, trials=trials, best=dict(best_hp), run_dir=run_dir)
 
 
@@ -185,7 +191,8 @@ def trials_table(oracle) -> pd.DataFrame:
     return table.sort_values("score", ascending=False, na_position="last").reset_index(drop=True) if len(table) else table
 
 
-def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective) -> Path:
+def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective,
+                    class_weights=None) -> Path:
     """The best trial's checkpoint as a run folder with its model card (written once)."""
     from liverlib.splits import save_split
     from liverlib.train import CARD_FILE, MODEL_FILE, model_card, validation_metrics
@@ -204,7 +211,7 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
     best_config = config.replace(dense_units=int(best_hp["dense_units"]), dropout=float(best_hp["dropout"]),
                                  lr_drop_factor=float(best_hp["lr_drop_factor"]))
     metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy())
-    card = model_card(best_config, manifest, pd.DataFrame(), metrics, "random initialisation", None, split_sha,
+    card = model_card(best_config, manifest, pd.DataFrame(), metrics, "random initialisation", class_weights, split_sha,
                       tuning={"objective": objective,
                               "hyperparameters": {k: round(best_hp[k], 4) if isinstance(best_hp[k], float) else best_hp[k]
                                                   for k in PAPER_BEST},

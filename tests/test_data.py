@@ -311,6 +311,12 @@ def test_split_is_saved_and_reloaded(tmp_path):
     extra = pd.concat([m, m.head(1).assign(file="/x/new.png")])
     with pytest.raises(LiverlibError, match="not in the saved split"):
         load_split(extra, tmp_path / "split.csv")
+    # the same images in a folder that has moved keep their split (matched by their path inside the folder)
+    moved = m.drop(columns="split").assign(file=m["file"].str.replace("/x/", "/data/moved/x/", regex=False))
+    assert load_split(moved, tmp_path / "split.csv").tolist() == m["split"].tolist()
+    renamed = moved.assign(file=moved["file"].str.replace("g1_", "h1_", regex=False))  # not the same files
+    with pytest.raises(LiverlibError, match="not in the saved split"):
+        load_split(renamed, tmp_path / "split.csv")
 
 
 @pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.5), (0.7, 0.3), (-0.1, 0.6, 0.5)])

@@ -18,6 +18,11 @@ from liverlib.tuning import PAPER_BEST, drop_every, make_hypermodel, paper_compa
 ENV_BASE = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
 
 
+def _env(tmp_path):
+    """A search's own artifacts folder (its cached split), apart from the developer's."""
+    return {**ENV_BASE, "LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts")}
+
+
 def test_hypermodel_builds_from_default_hyperparameters():
     config = load_config("quick")
     hp = keras_tuner.HyperParameters()
@@ -64,21 +69,25 @@ def _trials(out):
 @pytest.mark.slow
 def test_an_interrupted_search_continues(tiny_phantom, tmp_path):
     out = tmp_path / "search"
-    proc = subprocess.Popen(_tune_cmd(tiny_phantom, out), env=ENV_BASE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = tmp_path / "first.log"
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(_tune_cmd(tiny_phantom, out, "--class-weights"), env=_env(tmp_path), stdout=sink,
+                                stderr=subprocess.STDOUT)
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
         if any(t["status"] == "COMPLETED" for t in _trials(out).values()):
             break
         time.sleep(1)
     if proc.poll() is not None:
+        assert proc.returncode == 0, log.read_text()[-3000:]  # a search that failed is a failure, not a skip
         pytest.skip("the search finished before it could be interrupted")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {k: t for k, t in _trials(out).items() if t["status"] == "COMPLETED"}
     assert before, "no trial completed before the kill"
     assert not (out / "best-run").exists()
-    resumed = subprocess.run(_tune_cmd(tiny_phantom, out), env=ENV_BASE, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(_tune_cmd(tiny_phantom, out, "--class-weights"), env=_env(tmp_path), capture_output=True,
+                             text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = _trials(out)
     for trial_id, trial in before.items():  # finished trials were kept, not run again
@@ -90,6 +99,23 @@ def test_an_interrupted_search_continues(tiny_phantom, tmp_path):
     assert (out / "best-run" / "model_card.json").is_file()
     card = json.loads((out / "best-run" / "model_card.json").read_text())
     assert set(card["tuning"]["hyperparameters"]) == set(PAPER_BEST)
+    # the trials were weighted as asked, and the best run's card says so
+    assert set(card["class_weights"]) == {"0", "1", "2", "3"} and card["config"]["class_weighting"] is True
+
+
+def test_a_search_under_other_settings_gets_its_own_project(tmp_path):
+    import pandas as pd
+
+    from liverlib.tuning import default_project_dir
+
+    manifest = pd.DataFrame({"sha256": ["a" * 64, "b" * 64]})
+    config = load_config("laptop", artifacts_dir=tmp_path)
+    here = default_project_dir(config, manifest, "val_accuracy")
+    assert here == default_project_dir(load_config("laptop", artifacts_dir=tmp_path), manifest, "val_accuracy")
+    # an old search at another image size or budget is not continued as if it were this one
+    for change in (dict(image_size=96), dict(tuner_max_epochs=4), dict(class_weighting=False)):
+        assert default_project_dir(config.replace(**change), manifest, "val_accuracy") != here, change
+    assert default_project_dir(config, manifest, "val_macro_f1") != here
 
 
 def _free_port():
@@ -104,10 +130,10 @@ def test_a_chief_and_two_workers_share_the_search(tiny_phantom, tmp_path):
     port = str(_free_port())
     role_args = ["--oracle-ip", "127.0.0.1", "--oracle-port", port]
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("chief", "tuner0", "tuner1")}
-    chief = subprocess.Popen(_tune_cmd(tiny_phantom, out, "--chief", *role_args), env=ENV_BASE,
+    chief = subprocess.Popen(_tune_cmd(tiny_phantom, out, "--chief", *role_args), env=_env(tmp_path),
                              stdout=logs["chief"], stderr=subprocess.STDOUT)
     time.sleep(5)
-    workers = [subprocess.Popen(_tune_cmd(tiny_phantom, out, "--worker", name, *role_args), env=ENV_BASE,
+    workers = [subprocess.Popen(_tune_cmd(tiny_phantom, out, "--worker", name, *role_args), env=_env(tmp_path),
                                 stdout=logs[name], stderr=subprocess.STDOUT) for name in ("tuner0", "tuner1")]
     try:
         for proc in workers:
