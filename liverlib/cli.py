@@ -65,8 +65,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from liverlib.train import train
 
     config = load_config(args.profile, data_dir=args.data)
-    changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed),
-                                 ("head_only_epochs", args.head_only_epochs)) if v is not None}
+    changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("head_only_epochs", args.head_only_epochs),
+                                 ("class_weighting", args.class_weights)) if v is not None}
     if args.mixed_precision:
         changes["mixed_precision"] = True
     if args.xla:
@@ -85,8 +85,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(config=config)
     print(dataset.report.summary())
     manifest = split_for(dataset, config)
-    result = train(config, manifest, args.out, resume=args.resume, overwrite=args.overwrite,
-                   class_weighting=args.class_weights, weights=args.weights, verbose=2)
+    result = train(config, manifest, args.out, resume=args.resume, overwrite=args.overwrite, weights=args.weights,
+                   verbose=2)
     metrics = result.card["metrics"]
     print(f"run folder: {result.run_dir}")
     print("validation: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
