@@ -104,8 +104,9 @@ def export_litert(run_dir: str | os.PathLike, model=None, out_dir: str | os.Path
                   model_sha256: str | None = None) -> Path:
     """Convert a run's model to LiteRT, check it against Keras, and write it with its record.
 
-    ``out_dir`` defaults to the run folder; ``model_sha256`` (of ``model.keras``) is computed if not given. The file appears only after it passed the check (written to a
-    temporary name, then renamed), so an interrupted conversion never leaves a half-written model behind.
+    ``out_dir`` defaults to the run folder; ``model_sha256`` (of ``model.keras``) is computed if not given.
+    The file appears only after it passed the check (written to a temporary name, then renamed), so an
+    interrupted conversion never leaves a half-written model behind.
     Raises :class:`LiverlibError` if the runtime is missing or the outputs differ by more than ``TOLERANCE``.
     """
     from liverlib.train import MODEL_FILE, load_run

@@ -64,6 +64,12 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = len(CLASS_NAME
     return {k: float(len(labels) / (num_classes * c)) if c else 0.0 for k, c in enumerate(counts)}
 
 
+def class_weights_for(config: RunConfig, labels: np.ndarray) -> dict[int, float] | None:
+    """The loss weights a run under ``config`` uses for these training labels: balanced when the profile's
+    ``class_weighting`` is on, else None (every class weighs 1, as in the paper)."""
+    return balanced_class_weights(np.asarray(labels)) if config.class_weighting else None
+
+
 def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
     """``runs/<profile>-<data key>-<settings key>-seed<seed>``: other data or other settings, another folder."""
     return (Path(config.artifacts_dir) / "runs" /
@@ -203,13 +209,13 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
 
 
 def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str | os.PathLike | None = None,
-          *, resume: bool = True, overwrite: bool = False, class_weighting: bool | None = None,
-          weights: str | None = None, verbose: int | str = "auto", strategy=None) -> RunResult:
+          *, resume: bool = True, overwrite: bool = False, weights: str | None = None, verbose: int | str = "auto",
+          strategy=None) -> RunResult:
     """Train the modified ResNet-50 on the configuration's data and split; return the finished run.
 
     With ``resume`` (the default), a finished run in ``run_dir`` is loaded instead of retrained, and an
-    interrupted one continues from its last completed epoch. ``class_weighting`` (default: the configuration's)
-    weights the loss by inverse class frequency. ``strategy``: a ``tf.distribute`` strategy
+    interrupted one continues from its last completed epoch. Class weights follow ``config.class_weighting``.
+    ``strategy``: a ``tf.distribute`` strategy
     (default: :func:`default_strategy`, MirroredStrategy when more than one GPU is visible).
     """
     import keras
@@ -218,8 +224,6 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     from liverlib.model import build_modified_resnet50, set_trainable_stages
     from liverlib.splits import save_split, split_for
 
-    if class_weighting is not None:
-        config = config.replace(class_weighting=bool(class_weighting))
     if manifest is None:
         dataset = load_dataset(config=config)
         manifest = split_for(dataset, config)
@@ -262,7 +266,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             (run_dir / HISTORY_FILE).unlink(missing_ok=True)
         elif len(history) and (history["epoch"] >= done).any():
             history[history["epoch"] < done].to_csv(run_dir / HISTORY_FILE, index=False)
-        cw = balanced_class_weights(train_rows["label"].to_numpy()) if config.class_weighting else None
+        cw = class_weights_for(config, train_rows["label"].to_numpy())
         seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
         print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
               f"{config.image_size} px; estimated time on a 2-core CPU: {format_duration(seconds)} "

@@ -145,7 +145,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
 
     from liverlib.data import load_dataset
     from liverlib.splits import split_for
-    from liverlib.train import balanced_class_weights, training_data
+    from liverlib.train import class_weights_for, training_data
 
     if objective not in OBJECTIVES:
         raise LiverlibError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -159,7 +159,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     train_rows, val_rows, train_ds, val_ds = training_data(config, search_subset(manifest, config.tuner_train_fraction,
                                                                                 config.seed))
     # the profile's class weighting applies to every trial, as to a training run
-    class_weights = balanced_class_weights(train_rows["label"].to_numpy()) if config.class_weighting else None
+    class_weights = class_weights_for(config, train_rows["label"].to_numpy())
     tuner = keras_tuner.Hyperband(
         make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG),
         objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,
