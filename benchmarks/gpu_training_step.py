@@ -2,11 +2,16 @@
 
 A short, prepared check for a GPU machine. GPU images often carry Keras with JAX or PyTorch but not
 TensorFlow, and the model code is backend-neutral Keras 3, so this script runs on any backend: it picks
-TensorFlow if installed, else JAX, else PyTorch (or set ``KERAS_BACKEND``). It trains on one in-memory
-batch of random images (the input pipeline is measured separately, on the CPU), times every step after
-the warm-up, and names the device. Writes benchmarks/results/gpu_training_step.json.
+TensorFlow if installed, else JAX, else PyTorch (or set ``KERAS_BACKEND``). It trains on in-memory random
+images (the input pipeline is measured separately, on the CPU) for a few epochs of ``--steps-per-epoch``
+steps, discards the first epoch (compilation), and times the rest. In the same process it measures the
+device's matrix-multiply rate (8192 x 8192 in float32 and float16, through ``keras.ops``) so the step can be
+read as a share of what the device does on plain matrix products, as on the CPU page.
 
-    python -m benchmarks.gpu_training_step [--batch 46] [--steps 30] [--mixed-precision] [--xla]
+Each run is merged into ``benchmarks/results/gpu_training_step.json`` (one entry per backend, size,
+batch, precision and compile setting), so a sweep is several calls of this script:
+
+    python -m benchmarks.gpu_training_step [--batch 46] [--mixed-precision] [--xla | --no-jit]
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from benchmarks.training_speed import gflop_per_train_image
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -31,68 +38,134 @@ def pick_backend() -> str:
     raise SystemExit("no Keras backend found: install tensorflow, jax or torch")
 
 
-def device_name() -> str:
+def device_info() -> dict:
+    """The GPU's name, memory and driver from nvidia-smi, or the CPU when there is none."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20).stdout.strip()
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20).stdout.strip()
         if out:
-            return out.splitlines()[0]
-    except (OSError, subprocess.SubprocessError):
+            name, memory, driver = (part.strip() for part in out.splitlines()[0].split(","))
+            return {"device": name, "memory": memory, "driver": driver}
+    except (OSError, subprocess.SubprocessError, ValueError):
         pass
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return {"device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"}
+
+
+def backend_version(backend: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax",), "torch": ("torch",)}[backend]:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def matmul_tflops(keras, dtype: str, n: int, repeats: int = 10) -> float:
+    """Median TFLOP/s of an n x n x n matrix product in ``dtype`` on the backend's default device."""
+    ops = keras.ops
+    a = keras.random.normal((n, n), dtype=dtype, seed=1)
+    b = keras.random.normal((n, n), dtype=dtype, seed=2)
+
+    def sync(x):
+        return float(ops.convert_to_numpy(x[0, 0]))
+
+    sync(ops.matmul(a, b))  # warm-up (and compilation, where the backend compiles)
+    rates = []
+    for _ in range(3):
+        start = time.perf_counter()
+        c = a
+        for _ in range(repeats):
+            c = ops.matmul(a, b)
+        sync(c)
+        rates.append(2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e12)
+    return statistics.median(rates)
+
+
+def merge(path: Path, run: dict, device: dict) -> dict:
+    """Add ``run`` to the results file at ``path``, replacing an earlier run of the same settings."""
+    key = ("keras_backend", "size", "batch", "mixed_precision", "jit_compile")
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    if data.get("device") != device.get("device"):
+        data = {}  # another device: its runs are not comparable with this one's
+    runs = [r for r in data.get("runs", []) if tuple(r.get(k) for k in key) != tuple(run[k] for k in key)]
+    data.update(device)
+    data["runs"] = runs + [run]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return data
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=46, help="the paper's batch (46); try 128 or 256 on a GPU")
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument("--xla", action="store_true", help="jit_compile=True (TensorFlow, JAX)")
-    parser.add_argument("--smoke", action="store_true", help="32 px, batch 2, 3 steps: only checks that it works")
+    parser.add_argument("--steps-per-epoch", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=6, help="timed epochs + 1 (the first, compiling, is dropped)")
+    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (float32 weights)")
+    jit = parser.add_mutually_exclusive_group()
+    jit.add_argument("--xla", action="store_true", help="jit_compile=True (TensorFlow; JAX always compiles)")
+    jit.add_argument("--no-jit", action="store_true", help="jit_compile=False (PyTorch eager, TensorFlow graph)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results file")
+    parser.add_argument("--smoke", action="store_true", help="32 px, batch 2, 3 epochs of 2 steps: only checks")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.size, args.batch, args.steps, args.warmup = 32, 2, 3, 1
+        args.size, args.batch, args.steps_per_epoch, args.epochs = 32, 2, 2, 3
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2: the first epoch compiles and is not timed")
     backend = os.environ.setdefault("KERAS_BACKEND", pick_backend())
     import keras
     import numpy as np
 
     from liverlib.model import build_modified_resnet50
 
+    device = device_info()
+    on_gpu = "CPU" not in device["device"]
+    n = 8192 if on_gpu else 512
+    matmul = {f"{dtype}_tflops": matmul_tflops(keras, dtype, n) for dtype in ("float32", "float16")}
+    print(f"{device['device']}: {n} x {n} matmul, TFLOP/s: "
+          + ", ".join(f"{k[:-7]} {v:.1f}" for k, v in matmul.items()), flush=True)
+
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
     model = build_modified_resnet50(4, args.size)
+    jit_compile = True if args.xla else False if args.no_jit else "auto"
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
-                  jit_compile=True if args.xla else ("auto" if backend != "tensorflow" else False))
+                  jit_compile=jit_compile)
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (args.batch, args.size, args.size, 3)).astype("float32")
-    y = rng.integers(0, 4, args.batch).astype("int32")
+    images = args.batch * args.steps_per_epoch
+    x = rng.uniform(0, 1, (images, args.size, args.size, 3)).astype("float32")
+    y = rng.integers(0, 4, images).astype("int32")
 
     class Timer(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.marks = [time.perf_counter()]
 
-        def on_epoch_end(self, epoch, logs=None):  # one step per epoch; the loss value syncs the device
+        def on_epoch_end(self, epoch, logs=None):  # reading the loss waits for the device
             float(logs["loss"])
             self.marks.append(time.perf_counter())
 
     timer = Timer()
-    model.fit(x, y, batch_size=args.batch, epochs=args.warmup + args.steps, verbose=0, shuffle=False,
-              callbacks=[timer])
-    periods = np.diff(timer.marks)[args.warmup:]
-    rates = [args.batch / p for p in periods]
-    result = {"device": device_name(), "keras_backend": backend, "keras": keras.__version__, "size": args.size,
-              "batch": args.batch, "mixed_precision": args.mixed_precision, "xla": args.xla,
-              "warmup_seconds": float(sum(np.diff(timer.marks)[:args.warmup])), "steps": len(rates),
-              "images_per_s_median": statistics.median(rates), "images_per_s_min": min(rates),
-              "images_per_s_max": max(rates), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    RESULTS.mkdir(exist_ok=True)
+    model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, shuffle=False, callbacks=[timer])
+    periods = np.diff(timer.marks)
+    rates = [images / p for p in periods[1:]]
+    median = statistics.median(rates)
+    achieved = median * gflop_per_train_image(args.size) / 1000
+    peak = matmul["float16_tflops" if args.mixed_precision else "float32_tflops"]
+    run = {"keras_backend": backend, "backend_version": backend_version(backend), "keras": keras.__version__,
+           "size": args.size, "batch": args.batch,
+           "mixed_precision": args.mixed_precision, "jit_compile": bool(model.jit_compile),
+           "first_epoch_seconds": float(periods[0]), "timed_epochs": len(rates),
+           "steps_per_epoch": args.steps_per_epoch, "images_per_s_median": median,
+           "images_per_s_min": min(rates), "images_per_s_max": max(rates), "achieved_tflops": achieved,
+           "matmul": {**matmul, "n": n}, "fraction_of_matmul": achieved / peak,
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     name = "gpu_training_step_smoke" if args.smoke else "gpu_training_step"
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    return result
+    merge(args.results / f"{name}.json", run, device)
+    print(json.dumps({**device, **run}, indent=2), flush=True)
+    return run
 
 
 if __name__ == "__main__":

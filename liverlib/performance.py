@@ -3,7 +3,7 @@
 The numbers come from ``make bench`` (``benchmarks/``), which writes one JSON file per benchmark and
 ``summary.json``; this module only reads them. :func:`summary` is the flat object of headline figures,
 :func:`targets_table` sets each against its target, :func:`gpu_estimates` turns published training rates
-into hours for the paper profile.
+into hours for the paper profile, and :func:`gpu_runs_table` lists the training steps measured on a GPU.
 """
 
 from __future__ import annotations
@@ -87,12 +87,38 @@ def targets_table(figures: dict[str, float | None]):
     return pd.DataFrame(rows).set_index("figure")
 
 
-def gpu_estimates(train_images: int, epochs: int, measured_cpu_images_per_s: float | None = None,
-                  rates: dict[str, float] | None = None):
-    """Hours for ``epochs`` epochs over ``train_images`` images at each rate (training steps only)."""
+def _gpu_run_label(device: str, run: dict) -> str:
+    precision = "mixed precision" if run.get("mixed_precision") else "float32"
+    return f"{device}, {run['keras_backend']}, {precision}, batch {run['batch']} (measured)"
+
+
+def gpu_runs_table(gpu: dict):
+    """One row per training step measured by ``benchmarks.gpu_training_step``, fastest first."""
     import pandas as pd
 
-    rates = dict(rates or PUBLISHED_RATES)
+    rows = [{"backend": r["keras_backend"], "batch": r["batch"], "size": r["size"],
+             "precision": "mixed float16" if r["mixed_precision"] else "float32",
+             "compiled (XLA)": r["jit_compile"], "images_per_s": r["images_per_s_median"],
+             "min": r["images_per_s_min"], "max": r["images_per_s_max"], "achieved_tflops": r["achieved_tflops"],
+             "fraction_of_matmul": r["fraction_of_matmul"], "first_epoch_s": r["first_epoch_seconds"]}
+            for r in gpu.get("runs", [])]
+    table = pd.DataFrame(rows)
+    return table.sort_values("images_per_s", ascending=False, ignore_index=True) if rows else table
+
+
+def gpu_estimates(train_images: int, epochs: int, measured_cpu_images_per_s: float | None = None,
+                  rates: dict[str, float] | None = None, measured_gpu: dict | None = None,
+                  size: int = 224):
+    """Hours for ``epochs`` epochs over ``train_images`` images at each rate (training steps only).
+
+    ``measured_gpu`` is ``gpu_training_step.json``: its runs at ``size`` px are added as rows.
+    """
+    import pandas as pd
+
+    rates = dict(PUBLISHED_RATES if rates is None else rates)
+    for run in (measured_gpu or {}).get("runs", []):
+        if run.get("size") == size:
+            rates[_gpu_run_label(measured_gpu.get("device", "GPU"), run)] = run["images_per_s_median"]
     if measured_cpu_images_per_s:
         rates["this 2-core CPU, float32 (measured by make bench)"] = measured_cpu_images_per_s
     rows = [{"hardware": name, "images_per_s": rate, "images_per_epoch": train_images, "epochs": epochs,

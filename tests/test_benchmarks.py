@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liverlib.performance import TARGETS, gpu_estimates, load_results, summary, targets_table
+from liverlib.performance import TARGETS, gpu_estimates, gpu_runs_table, load_results, summary, targets_table
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -24,7 +24,8 @@ def _smoke(name: str) -> dict:
 @pytest.mark.slow
 def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
-    for command in (["benchmarks.run_all", "--smoke"], ["benchmarks.gpu_training_step", "--smoke"],
+    for command in (["benchmarks.run_all", "--smoke"],
+                    ["benchmarks.gpu_training_step", "--smoke", "--results", str(tmp_path)],
                     ["benchmarks.course_cost", "--smoke"]):
         proc = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -46,8 +47,25 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
         assert r["fraction_of_matmul"] > 0
         assert r["images_the_loader_found"] == r["images_in_dataset"]
     assert set(training["scaling"]["epochs"]) == {"40", "80"}
-    gpu = _smoke("gpu_training_step")
-    assert gpu["images_per_s_median"] > 0 and gpu["steps"] == 3
+    gpu = json.loads((tmp_path / "gpu_training_step_smoke.json").read_text())
+    (run,) = gpu["runs"]
+    assert gpu["device"] and run["timed_epochs"] == 2 and run["steps_per_epoch"] == 2
+    assert 0 < run["images_per_s_min"] <= run["images_per_s_median"] <= run["images_per_s_max"]
+    assert run["matmul"]["float32_tflops"] > 0 and run["fraction_of_matmul"] > 0
+
+
+def test_gpu_results_keep_one_run_per_setting_and_start_afresh_on_another_device(tmp_path):
+    from benchmarks.gpu_training_step import merge
+
+    path = tmp_path / "gpu.json"
+    h100 = {"device": "NVIDIA H100 80GB HBM3"}
+    run = {"keras_backend": "jax", "size": 224, "batch": 46, "mixed_precision": False, "jit_compile": True}
+    merge(path, {**run, "images_per_s_median": 1.0}, h100)
+    merge(path, {**run, "mixed_precision": True, "images_per_s_median": 2.0}, h100)
+    data = merge(path, {**run, "images_per_s_median": 3.0}, h100)  # same settings again: replaces the first
+    assert [r["images_per_s_median"] for r in data["runs"]] == [2.0, 3.0]
+    data = merge(path, {**run, "images_per_s_median": 4.0}, {"device": "NVIDIA A100"})
+    assert data["device"] == "NVIDIA A100" and [r["images_per_s_median"] for r in data["runs"]] == [4.0]
 
 
 def _fake_results() -> dict:
@@ -85,3 +103,18 @@ def test_gpu_estimate_is_images_times_epochs_over_rate():
     table = gpu_estimates(3320, 80, measured_cpu_images_per_s=2.9, rates={"some GPU": 2400.0})
     assert table.loc["some GPU", "hours_total"] == pytest.approx(3320 * 80 / 2400 / 3600)
     assert table.iloc[-1]["hours_total"] == pytest.approx(3320 * 80 / 2.9 / 3600)
+
+
+def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
+    run = {"keras_backend": "jax", "size": 224, "batch": 46, "mixed_precision": True, "jit_compile": True,
+           "images_per_s_median": 2000.0, "images_per_s_min": 1900.0, "images_per_s_max": 2100.0,
+           "achieved_tflops": 49.2, "fraction_of_matmul": 0.07, "first_epoch_seconds": 30.0}
+    gpu = {"device": "NVIDIA H100", "runs": [run, {**run, "batch": 256, "images_per_s_median": 5000.0},
+                                             {**run, "size": 64, "images_per_s_median": 9000.0}]}
+    table = gpu_estimates(3320, 80, rates={}, measured_gpu=gpu)
+    assert list(table.index) == ["NVIDIA H100, jax, mixed precision, batch 46 (measured)",
+                                 "NVIDIA H100, jax, mixed precision, batch 256 (measured)"]  # 224 px only
+    assert table.iloc[0]["hours_total"] == pytest.approx(3320 * 80 / 2000 / 3600)
+    runs = gpu_runs_table(gpu)
+    assert list(runs["images_per_s"]) == [9000.0, 5000.0, 2000.0] and runs.loc[2, "precision"] == "mixed float16"
+    assert gpu_runs_table({}).empty

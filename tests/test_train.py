@@ -90,7 +90,8 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     data, out = workdir / "data", workdir / "killed"
     epochs = "3"
     # head only for the first epoch, then everything: the resume also crosses from one phase to the next
-    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights"),
+    proc = subprocess.Popen(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights",
+                                       "--batch-size", "12"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(workdir))
     history = out / "history.csv"
     deadline = time.time() + 600
@@ -117,7 +118,7 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     assert refused.returncode == 1 and "--resume" in refused.stderr
 
     resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights",
-                                        "--resume"),
+                                        "--batch-size", "12", "--resume"),
                              capture_output=True, text=True, env=_env(workdir), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{done_before} of {epochs} epochs done" in resumed.stdout
@@ -129,6 +130,7 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     assert (out / "model_card.json").exists() and not (out / "backup").exists()
     card = json.loads((out / "model_card.json").read_text())
     assert set(card["class_weights"]) == {"0", "1", "2", "3"} and card["config"]["class_weighting"] is True
+    assert card["config"]["batch_size"] == 12  # --batch-size overrides the profile's 16
     assert "class weights: benign" in resumed.stdout
     from liverlib.train import load_run
 
@@ -218,3 +220,11 @@ def test_gpu_options_mixed_precision_and_xla_reach_the_model():
     plain = build_modified_resnet50(4, 32)
     compile_for_training(plain, load_config("quick"))
     assert plain.jit_compile is False and plain.get_layer("conv1_conv").compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("bad", ["0", "-4", "sixteen"])
+def test_train_refuses_a_batch_size_that_is_not_a_positive_whole_number(tmp_path, bad):
+    proc = subprocess.run([sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--batch-size", bad],
+                          capture_output=True, text=True, env=_env(tmp_path), timeout=120)
+    assert proc.returncode == 2 and "--batch-size" in proc.stderr and "at least 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
