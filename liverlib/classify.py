@@ -123,7 +123,7 @@ class Classifier:
         notes += self._plausibility(decoded.grey, name, decoded.window or self.window)
         source = {"format": decoded.format, "mode": decoded.mode, "width": decoded.width, "height": decoded.height,
                   "bits": decoded.bits, "window": list(decoded.window) if decoded.window else None}
-        return resize_grey(decoded.grey, self.input_size), source, notes
+        return resize_grey(decoded.grey8, self.input_size), source, notes
 
     @staticmethod
     def _plausibility(grey: np.ndarray, name: str, window: tuple[float, float]) -> list[str]:

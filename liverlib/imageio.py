@@ -40,6 +40,17 @@ class DecodedImage:
     bits: int
     window: tuple[float, float] | None = None  # for DICOM: the window applied
     warnings: list[str] = field(default_factory=list)
+    grey8: np.ndarray | None = field(default=None, repr=False)  # uint8: ``grey`` rounded to 8 bits
+
+    def __post_init__(self):
+        if self.grey8 is None:
+            self.grey8 = quantise8(self.grey)
+
+
+def quantise8(grey: np.ndarray) -> np.ndarray:
+    """Grey levels (0-255) rounded to 8-bit integers: the form preprocessing resizes (uint8 passes as is)."""
+    grey = np.asarray(grey)
+    return grey if grey.dtype == np.uint8 else np.clip(np.round(grey), 0, 255).astype(np.uint8)
 
 
 def is_dicom_bytes(data: bytes) -> bool:
@@ -122,6 +133,7 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
     if width < 32 or height < 32:
         raise LiverlibError(f"{name} is only {width} x {height} pixels; a CT slice needs at least 32 x 32")
     bits = 8
+    grey8 = None  # set where the pixels are 8-bit grey levels already
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         bits = 16
         arr = np.asarray(im, dtype=np.float32)
@@ -133,18 +145,22 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
         grey = (arr - lo) / (hi - lo or 1.0) * 255.0
         notes.append(f"{name} holds floating-point pixels; they were rescaled to 0-255")
     elif mode == "1":
-        grey = np.asarray(im.convert("L"), dtype=np.float32)
+        grey8 = np.asarray(im.convert("L"))
+        grey = grey8.astype(np.float32)
     else:
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             background = Image.new("RGBA", im.size, (0, 0, 0, 255))
             im = Image.alpha_composite(background, im)
-        grey = np.asarray(im.convert("L"), dtype=np.float32)
+        grey8 = np.asarray(im if im.mode == "L" else im.convert("L"))
+        grey = grey8.astype(np.float32)
     if mode in ("RGB", "RGBA", "CMYK", "P", "YCbCr"):
         rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
         spread = float(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).mean())
         if spread > 8.0:
             notes.append(f"{name} is a colour image (mean channel spread {spread:.0f} grey levels); "
                          "a CT slice is grey. Is this a photo or a screenshot?")
-    return DecodedImage(grey=np.clip(grey, 0, 255).astype(np.float32), format=fmt, mode=mode, width=width,
-                        height=height, bits=bits, warnings=notes)
+    if grey8 is None:  # 16-bit, floating-point or 32-bit integer pixels: scaled above, may stray out of range
+        grey = np.clip(grey, 0, 255)
+    return DecodedImage(grey=np.asarray(grey, dtype=np.float32), format=fmt, mode=mode, width=width,
+                        height=height, bits=bits, warnings=notes, grey8=grey8)

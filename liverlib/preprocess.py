@@ -17,19 +17,27 @@ import functools
 
 import numpy as np
 
-from liverlib.imageio import decode_file
+from liverlib.imageio import decode_file, quantise8
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module load
 
 
 def resize_grey(grey: np.ndarray, size: int) -> np.ndarray:
-    """A grey image (0-255) resized to size x size with bilinear interpolation, as uint8."""
+    """A grey image (0-255) resized to size x size with bilinear interpolation, as uint8.
+
+    The grey levels are rounded to 8 bits first (what an 8-bit PNG slice already is; a DICOM slice after
+    its window), then resized by PIL in 8-bit mode. Given the 8-bit pixels that decoding keeps
+    (:attr:`DecodedImage.grey8`), this skips the floating-point copies of the full slice (decode and resize
+    of a 512 x 512 PNG: about 5.5 instead of 8 ms here) and differs from resizing floating-point pixels by
+    at most one grey level. Training, evaluation and ``classify`` all call this function, so they see the
+    same pixels.
+    """
     from PIL import Image
 
-    image = Image.fromarray(np.asarray(grey, dtype=np.float32))
+    image = Image.fromarray(quantise8(grey))
     if image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
-    return np.clip(np.round(np.asarray(image)), 0, 255).astype(np.uint8)
+    return np.asarray(image)
 
 
 def to_model_input(grey_uint8: np.ndarray) -> np.ndarray:
@@ -40,7 +48,7 @@ def to_model_input(grey_uint8: np.ndarray) -> np.ndarray:
 
 def load_resized(path: str, size: int, window: tuple[float, float] | None = None) -> np.ndarray:
     """Decode one file and resize it: the deterministic part of preprocessing, as uint8."""
-    return resize_grey(decode_file(path, window).grey, size)
+    return resize_grey(decode_file(path, window).grey8, size)
 
 
 def load_images(files, size: int, window: tuple[float, float] | None = None, workers: int = 4) -> np.ndarray:

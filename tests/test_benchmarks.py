@@ -26,7 +26,7 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
     for command in (["benchmarks.run_all", "--smoke"],
                     ["benchmarks.gpu_training_step", "--smoke", "--results", str(tmp_path)],
-                    ["benchmarks.course_cost", "--smoke"]):
+                    ["benchmarks.course_cost", "--smoke"], ["benchmarks.process_order", "--smoke"]):
         proc = subprocess.run([sys.executable, "-m", *command], cwd=REPO, env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     phantom = _smoke("phantom_speed")
@@ -34,6 +34,8 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     pipeline = _smoke("pipeline")
     for key in ("ours_augmented", "imagedatagenerator_augmented", "ours_plain", "ours_augmented_1_thread"):
         assert pipeline[key]["first_epoch"] > 0 and len(pipeline[key]["epochs_images_per_s"]) == 2
+    assert len(pipeline["ours_augmented"]["first_epochs_images_per_s"]) == 3  # three fresh pipelines
+    assert pipeline["decode_ceiling_2_threads"] > 0 and pipeline["load_resized_ms_per_image"] > 0
     # the paper's loader reads the same images as ours: the class folders only, not the phantom's masks/
     assert pipeline["imagedatagenerator_augmented"]["images_the_loader_found"] == pipeline["n_images"]
     latency = _smoke("classify_latency")
@@ -52,6 +54,10 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     assert gpu["device"] and run["timed_epochs"] == 2 and run["steps_per_epoch"] == 2
     assert 0 < run["images_per_s_min"] <= run["images_per_s_median"] <= run["images_per_s_max"]
     assert run["matmul"]["float32_tflops"] > 0 and run["fraction_of_matmul"] > 0
+    order = _smoke("process_order")
+    assert [p["loop"] for p in order["processes"]] == ["ours", "paper"]
+    assert all("error" not in p and p["images_per_s_median"] > 0 for p in order["processes"])
+    assert order["processes"][-1]["pretouch_seconds"] > 0 and order["spread_max_over_min"] >= 1
 
 
 def test_gpu_results_keep_one_run_per_setting_and_start_afresh_on_another_device(tmp_path):

@@ -14,7 +14,7 @@ from liverlib.audit import audit_folder, calibrate, signature
 from liverlib.data import class_table, scan_dataset
 from liverlib.dicom import write_ct_dicom
 from liverlib.errors import LiverlibError
-from liverlib.imageio import decode_file, decode_image
+from liverlib.imageio import decode_file, decode_image, quantise8
 from liverlib.phantom import make_slice
 from liverlib.phantom_dataset import write_phantom_dataset
 from liverlib.splits import assert_groups_disjoint, load_split, make_split, save_split, split_table
@@ -106,7 +106,10 @@ def test_every_common_file_type_decodes_to_grey(tmp_path):
         err = np.abs(decoded.grey - grey).mean()
         assert err < 3.0, f"{name}: mean error {err:.1f} grey levels"
         assert not decoded.warnings, f"{name}: {decoded.warnings}"
+        # the 8-bit form that preprocessing resizes is the float grey levels rounded, whatever the file type
+        assert decoded.grey8.dtype == np.uint8 and np.array_equal(decoded.grey8, quantise8(decoded.grey)), name
     assert decode_image(cases["sixteen.png"], "s.png").bits == 16
+    assert np.array_equal(decode_image(cases["grey.png"], "g.png").grey8, grey)  # 8-bit PNG: the file's pixels
 
 
 def test_a_colour_photo_is_flagged():

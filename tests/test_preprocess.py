@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from liverlib.config import AugmentationConfig
-from liverlib.preprocess import make_pipeline, random_affine_layer
+from liverlib.preprocess import make_pipeline, random_affine_layer, resize_grey
 
 GREY = (30, 90, 150, 210)  # one uniform grey level per class
 
@@ -70,3 +70,15 @@ def test_random_affine_moves_images_only_when_training_and_within_its_ranges():
     assert moved.shape == images.shape and not np.allclose(moved, images)
     still = random_affine_layer(0, 0, 0, 0, False, seed=0)
     np.testing.assert_allclose(np.asarray(still(images, training=True)), images, atol=1e-3)  # identity transform
+
+
+def test_resize_rounds_to_8_bits_first_and_stays_within_one_grey_level_of_a_float_resize():
+    rng = np.random.default_rng(1)
+    smooth = np.kron(rng.uniform(0, 255, (16, 16)), np.ones((32, 32)))  # 512 x 512, fractional levels
+    levels = np.clip(np.round(smooth), 0, 255)
+    # float grey levels and their 8-bit form give the same pixels: classify and training agree
+    assert np.array_equal(resize_grey(smooth.astype(np.float32), 224), resize_grey(levels.astype(np.uint8), 224))
+    assert resize_grey(levels.astype(np.uint8), 224).dtype == np.uint8
+    floating = np.asarray(Image.fromarray(smooth.astype(np.float32)).resize((224, 224), Image.BILINEAR))
+    assert np.abs(resize_grey(smooth, 224).astype(float) - floating).max() <= 1.5
+    assert np.array_equal(resize_grey(levels.astype(np.uint8), 512), levels)  # already the size: unchanged
