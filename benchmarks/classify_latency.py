@@ -31,6 +31,7 @@ import numpy as np
 
 import liverlib  # noqa: F401  (sets TensorFlow's CPU speed settings before TensorFlow is imported)
 from benchmarks.common import machine_info, write_result
+from benchmarks.training_speed import GFLOP_PER_IMAGE_224_FORWARD, matmul_gflops
 
 
 def _timings(fn, repeats: int, warmup: int = 3) -> dict:
@@ -96,10 +97,15 @@ def main(argv=None) -> dict:
             "max_abs_difference_vs_keras": max_diff,
             "max_abs_difference_tf_function_vs_keras": max_diff_tf,
             "target_forward_ms": 70, "target_speedup_vs_predict": 3,
+            # this machine's dense-arithmetic rate in the same run: a forward pass is read against it
+            "matmul": matmul_gflops(n=1024 if args.smoke else 4096),
             "machine": machine_info(),
         }
     result["forward_ms"] = result["forward_litert"]["median_ms"]  # classify's forward pass (LiteRT, or TF without it)
     result["speedup_vs_predict"] = result["naive_predict"]["median_ms"] / result["forward_ms"]
+    if "matmul" in result:
+        result["forward_gflops"] = GFLOP_PER_IMAGE_224_FORWARD * (args.size / 224) ** 2 / (result["forward_ms"] / 1000)
+        result["forward_fraction_of_matmul"] = result["forward_gflops"] / result["matmul"]["gflops_median"]
     result["tf_function_speedup_vs_predict"] = (result["naive_predict"]["median_ms"]
                                                 / result["forward_tf_function"]["median_ms"])
     write_result("classify_latency_smoke" if args.smoke else "classify_latency", result)

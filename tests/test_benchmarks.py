@@ -40,6 +40,7 @@ def test_every_benchmark_runs_in_smoke_mode(tmp_path):
     assert pipeline["imagedatagenerator_augmented"]["images_the_loader_found"] == pipeline["n_images"]
     latency = _smoke("classify_latency")
     assert latency["max_abs_difference_vs_keras"] <= 1e-5
+    assert latency["matmul"]["gflops_median"] > 0 and latency["forward_fraction_of_matmul"] > 0
     assert 0 < latency["forward_litert"]["median_ms"] <= latency["forward_litert"]["p95_ms"]
     training = _smoke("training_speed")
     assert {r["loop"] for r in training["throughput"]} == {"ours", "paper"}
