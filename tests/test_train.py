@@ -222,6 +222,37 @@ def test_gpu_options_mixed_precision_and_xla_reach_the_model():
     assert plain.jit_compile is False and plain.get_layer("conv1_conv").compute_dtype == "float32"
 
 
+def test_the_training_step_is_traced_once_and_the_metrics_start_from_zero():
+    import keras
+
+    from liverlib.config import load_config
+    from liverlib.train import compile_for_training
+
+    def fitted(prebuild: bool):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4, activation="softmax")])
+        if prebuild:
+            compile_for_training(model, load_config("quick"))
+        else:  # the same recipe, with Keras creating the metric variables inside the first step
+            model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+        traces = []
+        step = model.train_step
+        model.train_step = lambda data: (traces.append(1), step(data))[1]
+        rng = np.random.default_rng(0)
+        x, y = rng.uniform(0, 1, (24, 16, 16, 3)).astype("float32"), rng.integers(0, 4, 24)
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        return len(traces), history.history
+
+    traces, history = fitted(prebuild=True)
+    plain_traces, plain_history = fitted(prebuild=False)
+    assert plain_traces == 2 and traces == 1  # Keras alone traces twice (variables made in the first call)
+    # the dummy prediction used to create the variables leaves no trace in the reported loss and accuracy
+    for key in ("loss", "accuracy"):
+        assert history[key] == pytest.approx(plain_history[key], rel=1e-5), key
+
+
 @pytest.mark.parametrize("bad", ["0", "-4", "sixteen"])
 def test_train_refuses_a_batch_size_that_is_not_a_positive_whole_number(tmp_path, bad):
     proc = subprocess.run([sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--batch-size", bad],
