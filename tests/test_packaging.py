@@ -64,3 +64,19 @@ def test_tensorflow_speed_setting_is_applied_on_import():
     env = {k: v for k, v in __import__("os").environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "1"
+
+
+def test_notebooks_are_committed_clean_and_valid():
+    """No stored outputs (the book build executes them), and every cell has the id nbformat 4.5 requires."""
+    import json
+
+    import nbformat
+
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "liverlib" / "app.ipynb"]
+    assert len(notebooks) >= 10
+    for path in notebooks:
+        raw = json.loads(path.read_text())  # as committed: nbformat.read would fill in missing ids silently
+        assert all("id" in cell for cell in raw["cells"]), f"{path.name}: cells without an id"
+        nbformat.validate(nbformat.from_dict(raw))
+        stored = [i for i, cell in enumerate(raw["cells"]) if cell["cell_type"] == "code" and cell.get("outputs")]
+        assert not stored, f"{path.name}: code cells {stored} carry stored outputs"
