@@ -144,10 +144,7 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
         lo, hi = float(arr.min()), float(arr.max())
         grey = (arr - lo) / (hi - lo or 1.0) * 255.0
         notes.append(f"{name} holds floating-point pixels; they were rescaled to 0-255")
-    elif mode == "1":
-        grey8 = np.asarray(im.convert("L"))
-        grey = grey8.astype(np.float32)
-    else:
+    else:  # 8-bit grey, colour, palette and 1-bit images: PIL's conversion to 8-bit grey
         if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             background = Image.new("RGBA", im.size, (0, 0, 0, 255))
