@@ -35,7 +35,7 @@ def write_result(name: str, result: dict) -> Path:
 
 def bench_phantom(n: int) -> Path:
     """The 512 x 512 phantom of ``n`` slices the pipeline and training benchmarks share, generated once."""
-    from liverlib.phantom_dataset import write_phantom_dataset
+    from liverlib.phantom import write_phantom_dataset
 
     data = Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "data" / f"bench-pipeline-n{n}"
     if not (data / "manifest.csv").exists():

@@ -26,7 +26,7 @@ import liverlib  # noqa: F401  (sets TensorFlow's CPU speed settings before Tens
 from benchmarks.common import machine_info, write_result
 from liverlib.baselines import histogram_logistic_regression, small_cnn
 from liverlib.config import CLASS_NAMES
-from liverlib.phantom_dataset import read_manifest, write_phantom_dataset
+from liverlib.phantom import read_manifest, write_phantom_dataset
 
 
 def load_images(root: Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks.common import machine_info, write_result
 from liverlib.config import load_config
 from liverlib.data import MANIFEST_FILE
-from liverlib.phantom_dataset import write_phantom_dataset
+from liverlib.phantom import write_phantom_dataset
 
 
 def main(argv=None) -> dict:

@@ -23,7 +23,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from liverlib.phantom_dataset import write_phantom_dataset
+    from liverlib.phantom import write_phantom_dataset
     from liverlib.windowing import parse_window
 
     classes = tuple(c.strip().lower() for c in args.classes.split(",") if c.strip()) if args.classes else None

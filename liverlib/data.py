@@ -244,7 +244,7 @@ def load_dataset(data_dir: str | os.PathLike | None = None, config=None) -> Data
 
 def ensure_phantom(config) -> Path:
     """The profile's synthetic phantom dataset, generated once and then reused."""
-    from liverlib.phantom_dataset import write_phantom_dataset
+    from liverlib.phantom import write_phantom_dataset
 
     path = config.phantom_dir
     if not (path / MANIFEST_FILE).is_file():

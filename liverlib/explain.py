@@ -126,9 +126,8 @@ def phantom_pointing_game(run_dir, split: str = "test", classes=("benign", "mali
     from liverlib.classify import get_classifier
     from liverlib.errors import LiverlibError
     from liverlib.imageio import read_file
-    from liverlib.phantom_dataset import read_manifest
+    from liverlib.phantom import LESION_LABEL_MIN, read_manifest
     from liverlib.preprocess import to_model_input
-    from liverlib.tissues import LESION_LABEL_MIN
 
     classifier = get_classifier(run_dir)
     root = Path(classifier.card.get("data", ""))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from liverlib.tissues import BY_LABEL, TISSUES
+from liverlib.phantom.tissues import BY_LABEL, TISSUES
 from liverlib.windowing import window_hu
 
 

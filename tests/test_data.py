@@ -15,8 +15,7 @@ from liverlib.data import class_table, scan_dataset
 from liverlib.dicom import write_ct_dicom
 from liverlib.errors import LiverlibError
 from liverlib.imageio import decode_file, decode_image, quantise8
-from liverlib.phantom import make_slice
-from liverlib.phantom_dataset import write_phantom_dataset
+from liverlib.phantom import make_slice, write_phantom_dataset
 from liverlib.splits import assert_groups_disjoint, load_split, make_split, save_split, split_table
 from liverlib.windowing import parse_window, window_hu, window_to_uint8
 
@@ -336,7 +335,7 @@ def test_class_table(phantom_with_copies):
 # ---------------------------------------------------------------------------------------------- audit
 
 def test_signature_is_invariant_to_flip_rotation_shift_and_zoom():
-    from liverlib.phantom_dataset import random_affine
+    from liverlib.phantom import random_affine
 
     sl = _ct(5, "benign", size=256)
     base = signature(window_to_uint8(sl.hu, 40, 400))

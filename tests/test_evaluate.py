@@ -146,7 +146,7 @@ def test_evaluate_run_writes_the_report(tiny_run, tmp_path):
     import shutil
 
     from liverlib.evaluate import evaluate_run
-    from liverlib.phantom_dataset import write_phantom_dataset
+    from liverlib.phantom import write_phantom_dataset
 
     data = tmp_path / "phantom"
     write_phantom_dataset(data, n=24, seed=0, size=96, progress=False)

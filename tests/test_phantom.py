@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from liverlib.phantom import iter_patient_slices, make_patient, make_slice, render_slice
-from liverlib.tissues import BY_LABEL, BY_NAME, HU_MAX, HU_MIN, LESION_LABEL_MIN, TISSUES
+from liverlib.phantom.tissues import BY_LABEL, BY_NAME, HU_MAX, HU_MIN, LESION_LABEL_MIN, TISSUES
 
 CLASSES = ("normal", "cirrhosis", "benign", "malignant")
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from liverlib import phantom_dataset
 from liverlib.config import CLASS_NAMES, PAPER_CLASS_SUPPORT
 from liverlib.dicom import read_dicom_hu
 from liverlib.errors import LiverlibError
-from liverlib.phantom_dataset import (class_counts, plan_patients, read_manifest, write_phantom_dataset)
-from liverlib.tissues import LESION_LABEL_MIN
+from liverlib.phantom import dataset as phantom_dataset
+from liverlib.phantom.dataset import class_counts, plan_patients, read_manifest, write_phantom_dataset
+from liverlib.phantom.tissues import LESION_LABEL_MIN
 from liverlib.windowing import window_to_uint8
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from liverlib.errors import LiverlibError
-from liverlib.phantom_dataset import write_phantom_dataset
+from liverlib.phantom import write_phantom_dataset
 from liverlib.train import latest_backup, read_history
 
 pytestmark = pytest.mark.slow

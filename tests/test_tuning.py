@@ -46,7 +46,7 @@ def test_decay_interval_is_a_quarter_of_the_search_and_the_paper_sits_beside_our
 
 @pytest.fixture(scope="module")
 def tiny_phantom(tmp_path_factory):
-    from liverlib.phantom_dataset import write_phantom_dataset
+    from liverlib.phantom import write_phantom_dataset
 
     data = tmp_path_factory.mktemp("tune-data") / "phantom"
     write_phantom_dataset(data, n=40, seed=0, size=96, progress=False)

@@ -4,7 +4,7 @@
 
     DIR/
       benign/ cirrhosis/ malignant/ normal/    one folder per class, PNG (8-bit, windowed) or DICOM (HU)
-      masks/<class>/...png                     the label map of every slice (liverlib.tissues labels)
+      masks/<class>/...png                     the label map of every slice (liverlib.phantom.tissues labels)
       manifest.csv                             one row per image: class, patient, slice, lesions, sha256, ...
       dataset.json                             how it was generated
       README.txt                               what this is (synthetic) and what it is not
@@ -35,6 +35,8 @@ from scipy import ndimage
 
 from liverlib.config import CLASS_NAMES, PAPER_CLASS_SUPPORT, PAPER_DATASET_SIZE
 from liverlib.errors import LiverlibError
+from liverlib.phantom.anatomy import make_patient
+from liverlib.phantom.render import iter_patient_slices
 from liverlib.windowing import WINDOWS, window_to_uint8
 
 FORMATS = ("png", "dicom")
@@ -259,7 +261,6 @@ def random_affine(hu: np.ndarray, labels: np.ndarray, rng: np.random.Generator, 
 def _write_patient(task: PatientTask, job: dict) -> list[dict]:
     """Generate one synthetic patient and write its slices, masks and augmented copies; return manifest rows."""
     from liverlib.dicom import write_ct_dicom
-    from liverlib.phantom import iter_patient_slices, make_patient
 
     root, size, fmt, window = Path(job["root"]), job["size"], job["fmt"], job["window"]
     patient = make_patient(task.liver_class, task.n_slices, (job["seed"], task.index), patient_id=task.patient_id)
