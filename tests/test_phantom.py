@@ -1,5 +1,8 @@
 """The synthetic phantom: HU values per tissue, lesions, acquisition, and the per-patient structure."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -188,3 +191,17 @@ def test_tissue_table_is_consistent():
     assert len(labels) == len(set(labels))
     assert all(t.lesion == (t.label >= LESION_LABEL_MIN) for t in TISSUES)
     assert all(t.hu_range[0] <= t.hu_range[1] for t in TISSUES)
+
+
+def test_the_package_exports_its_names_and_loads_the_renderer_only_when_asked():
+    import liverlib.phantom as phantom
+
+    assert all(getattr(phantom, name) is not None for name in phantom.__all__)
+    assert phantom.render_slice is render_slice and phantom.TISSUES is TISSUES
+    with pytest.raises(AttributeError, match="no attribute 'tissue_table'"):
+        phantom.tissue_table  # noqa: B018
+    # the tissue table alone (what plots need) does not import the renderer or the dataset writer
+    code = ("import sys, liverlib.phantom.tissues; "
+            "print(sorted(m for m in sys.modules if m.startswith('liverlib.phantom.') and m != 'liverlib.phantom.tissues'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
