@@ -201,7 +201,7 @@ def test_the_package_exports_its_names_and_loads_the_renderer_only_when_asked():
     with pytest.raises(AttributeError, match="no attribute 'tissue_table'"):
         phantom.tissue_table  # noqa: B018
     # the tissue table alone (what plots need) does not import the renderer or the dataset writer
-    code = ("import sys, liverlib.phantom.tissues; "
-            "print(sorted(m for m in sys.modules if m.startswith('liverlib.phantom.') and m != 'liverlib.phantom.tissues'))")
+    code = ("import sys, liverlib.phantom.tissues; print(sorted(m for m in sys.modules "
+            "if m.startswith('liverlib.phantom.') and m != 'liverlib.phantom.tissues'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
