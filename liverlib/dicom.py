@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +91,8 @@ def read_dicom_hu(source: str | os.PathLike | bytes, name: str = "the file") -> 
     """Read a single-frame DICOM slice and return its pixels in HU.
 
     Raises :class:`LiverlibError` with a sentence a user can act on for the usual problems: not DICOM,
-    no pixel data, a compressed transfer syntax without a decoder, a multi-frame volume.
+    no pixel data, a compressed transfer syntax without a decoder, a multi-frame volume, and header values
+    that disagree with the pixel data or make no sense for CT (see :func:`hu_pixels`).
     """
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -96,38 +101,215 @@ def read_dicom_hu(source: str | os.PathLike | bytes, name: str = "the file") -> 
     if not isinstance(source, bytes | bytearray):
         name = str(source)
     try:
-        ds = pydicom.dcmread(fp, force=False)
+        with quiet():
+            ds = pydicom.dcmread(fp, force=False)
     except InvalidDicomError as exc:
-        raise LiverlibError(f"{name} is not a DICOM file (no DICM header): {exc}") from None
+        raise LiverlibError(f"{name} is not a DICOM file (no DICM header): {_one_line(exc)}") from None
     except Exception as exc:  # truncated or malformed
-        raise LiverlibError(f"{name} could not be read as DICOM ({type(exc).__name__}: {exc})") from None
+        raise LiverlibError(f"{name} could not be read as DICOM ({type(exc).__name__}: {_one_line(exc)})") from None
+    hu = hu_pixels(ds, name)
+    return DicomSlice(hu=hu, pixel_spacing_mm=pixel_spacing(ds), window=_window(ds), modality=text(ds, "Modality"),
+                      description=text(ds, "SeriesDescription"))
+
+
+# ---------------------------------------------------------------------------------------------- header checks
+# Shared by the slice reader above and the series reader (liverlib.dicom_series): every header value that
+# decoding relies on is checked before it is trusted, and a bad one is named in the error.
+
+SLOPE_RANGE = (1e-3, 1e3)  # CT scanners write 1 (a few 0.5 or 2); 0, negatives or 1e30 mean a damaged header
+INTERCEPT_LIMIT = 65536.0  # the span of 16-bit stored values; CT scanners write -1024, -1000, -8192 or 0
+_BITS = (1, 8, 16, 32, 64)
+MAX_SLICE_PIXELS = 4096 * 4096  # CT slices are 512 x 512, a few 1024 x 1024
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence pydicom's warnings and log records while reading: they may quote header values, patient names
+    among them, and none of those may reach a message, a log or a notebook."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    msg = " ".join(str(exc).split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
+def text(ds, keyword: str) -> str:
+    """A header string ("" when missing or unreadable); never used for patient tags."""
+    try:
+        with quiet():
+            value = ds.get(keyword, "")
+        return " ".join(str(value if value is not None else "").split())
+    except Exception:
+        return ""
+
+
+def number(ds, keyword: str, name: str, default: float | None = None, index: int = 0) -> float | None:
+    """A numeric header value (the ``index``-th of a multi-value); a :class:`LiverlibError` names a bad one."""
+    try:
+        with quiet():
+            if keyword not in ds:
+                return default
+            value = ds[keyword].value
+    except Exception as exc:
+        raise LiverlibError(f"{name}: its {keyword} cannot be read ({type(exc).__name__}); the header is damaged, "
+                            "re-export the file") from None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[index] if len(value) > index else None
+    elif index:
+        value = None
+    if value is None or value == "" or value == b"":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = str(value)[:24]
+        raise LiverlibError(f"{name}: {keyword} {shown!r} is not a number; the header is damaged, re-export the file") from None
+
+
+def _count(ds, keyword: str, name: str, default: int | None = None) -> int:
+    value = number(ds, keyword, name, default)
+    if value is None:
+        raise LiverlibError(f"{name} has pixel data but no {keyword}; the header is incomplete, re-export the file")
+    if not math.isfinite(value) or value != int(value) or value < 0:
+        raise LiverlibError(f"{name}: {keyword} {value:g} is not a whole number; the header is damaged, re-export the file")
+    return int(value)
+
+
+def _syntax(ds) -> tuple[str, bool | None]:
+    """The transfer syntax's name and whether its pixel data are encapsulated (compressed); None: unknown."""
+    try:
+        syntax = ds.file_meta.TransferSyntaxUID
+        return syntax.name, bool(syntax.is_encapsulated)
+    except Exception:  # missing, or not a transfer syntax UID
+        return "an unknown transfer syntax", None
+
+
+def check_pixel_header(ds, name: str) -> None:
+    """Rows, Columns, BitsAllocated, SamplesPerPixel and NumberOfFrames against each other and the PixelData length."""
+    frames = _count(ds, "NumberOfFrames", name, 1) or 1
+    if frames > 1:
+        raise LiverlibError(f"{name} is a multi-frame volume with {frames} frames; export single axial slices")
+    rows, cols = _count(ds, "Rows", name), _count(ds, "Columns", name)
+    bits, spp = _count(ds, "BitsAllocated", name), _count(ds, "SamplesPerPixel", name, 1)
+    if rows == 0 or cols == 0:
+        raise LiverlibError(f"{name}: Rows {rows} x Columns {cols} is an empty image; the header is damaged, "
+                            "re-export the file")
+    if rows * cols > MAX_SLICE_PIXELS:
+        raise LiverlibError(f"{name}: Rows {rows} x Columns {cols} is more than a CT slice has (limit "
+                            f"{MAX_SLICE_PIXELS:,} pixels; CT: 512 x 512); the header is damaged, re-export the file")
+    if bits not in _BITS:
+        raise LiverlibError(f"{name}: BitsAllocated {bits} is not a valid DICOM pixel size (8, 16 or 32; CT uses 16); "
+                            "the header is damaged, re-export the file")
+    if spp not in (1, 3):
+        raise LiverlibError(f"{name}: SamplesPerPixel {spp} is not valid (1 for grey, 3 for colour; CT uses 1); "
+                            "the header is damaged, re-export the file")
+    if _syntax(ds)[1] is False:  # uncompressed; for compressed pixel data the decoder checks the frame size
+        _check_length(ds, name, rows, cols, spp, bits, frames)
+    stored = number(ds, "BitsStored", name, bits)
+    if not 1 <= stored <= bits:
+        raise LiverlibError(f"{name}: BitsStored {stored:g} does not fit in BitsAllocated {bits}; the header is "
+                            "damaged, re-export the file")
+
+
+def _check_length(ds, name: str, rows: int, cols: int, spp: int, bits: int, frames: int) -> None:
+    try:
+        with quiet():
+            length = len(ds.PixelData)
+    except Exception as exc:
+        raise LiverlibError(f"{name}: its PixelData cannot be read ({type(exc).__name__}); the file is damaged, "
+                            "re-export it") from None
+    n_bits = rows * cols * spp * bits * frames
+    expected = (n_bits + 7) // 8
+    if length in (expected, expected + 1):  # +1: the pad byte to an even length
+        return
+    have, fits = length * 8, []
+    for keyword, others, test in (("Rows", cols * spp * bits, None), ("Columns", rows * spp * bits, None),
+                                  ("BitsAllocated", rows * cols * spp, _BITS[1:4]), ("SamplesPerPixel", rows * cols * bits, (1, 3))):
+        if others and have % others == 0 and (test is None or have // others in test) and have // others > 0:
+            value = have // others
+            square = (value == cols) if keyword == "Rows" else (value == rows) if keyword == "Columns" else rows == cols
+            fits.append((not square, f"{keyword} {value}"))
+    hint = ""
+    if fits:
+        fits.sort()
+        hint = f" ({fits[0][1]} would fit" + (f"; or {', '.join(f for _, f in fits[1:])}" if len(fits) > 1 else "") + ")"
+    raise LiverlibError(f"{name}: its header does not match its pixel data: Rows {rows} x Columns {cols} x "
+                        f"SamplesPerPixel {spp} at BitsAllocated {bits} needs {expected:,} bytes, but PixelData holds "
+                        f"{length:,} bytes{hint}; the file is damaged, re-export it from the scanner or PACS")
+
+
+def rescale(ds, name: str) -> tuple[float, float]:
+    """RescaleSlope and RescaleIntercept, checked: finite, slope within SLOPE_RANGE, intercept within +-INTERCEPT_LIMIT."""
+    slope = number(ds, "RescaleSlope", name, 1.0)
+    intercept = number(ds, "RescaleIntercept", name, 0.0)
+    if not (math.isfinite(slope) and SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]):
+        raise LiverlibError(f"{name}: RescaleSlope {slope:g} is not a plausible CT rescale (it must be a finite number "
+                            f"from {SLOPE_RANGE[0]:g} to {SLOPE_RANGE[1]:g}; CT scanners write 1); the header is damaged, "
+                            "re-export the file")
+    if not (math.isfinite(intercept) and abs(intercept) <= INTERCEPT_LIMIT):
+        raise LiverlibError(f"{name}: RescaleIntercept {intercept:g} is not a plausible CT rescale (it must be a finite "
+                            f"number within +-{INTERCEPT_LIMIT:g}; CT scanners write -1024 or -1000); the header is "
+                            "damaged, re-export the file")
+    return slope, intercept
+
+
+def hu_pixels(ds, name: str) -> np.ndarray:
+    """The slice's pixels in HU (2-D float32), after checking the header values that decoding relies on."""
     if "PixelData" not in ds:
         raise LiverlibError(f"{name} is a DICOM file without pixel data (an SR, a report or a header only); "
                             "export the CT image series instead")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise LiverlibError(f"{name} is a multi-frame volume with {frames} frames; export single axial slices")
+    check_pixel_header(ds, name)
     try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises RuntimeError when no decoder handles the transfer syntax
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        syntax_name = getattr(syntax, "name", str(syntax))
-        raise LiverlibError(f"{name} uses the compressed transfer syntax {syntax_name!r}, which cannot be decoded "
-                            "here; re-export it uncompressed (explicit VR little endian) or install a decoder "
-                            f"such as pylibjpeg ({type(exc).__name__})") from None
+        with quiet():
+            pixels = ds.pixel_array
+    except Exception as exc:
+        syntax_name, encapsulated = _syntax(ds)
+        if encapsulated:  # no decoder handles this transfer syntax
+            raise LiverlibError(f"{name} uses the compressed transfer syntax {syntax_name!r}, which cannot be decoded "
+                                "here; re-export it uncompressed (explicit VR little endian) or install a decoder "
+                                f"such as pylibjpeg ({type(exc).__name__})") from None
+        raise LiverlibError(f"{name}: its pixel data ({syntax_name}) cannot be decoded ({type(exc).__name__}: "
+                            f"{_one_line(exc)}); the file is damaged, re-export it") from None
     if pixels.ndim != 2:
         raise LiverlibError(f"{name} holds a {pixels.ndim}-D pixel array of shape {pixels.shape}; "
                             "a single grey axial slice is needed")
-    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
-    hu = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
-    spacing = ds.get("PixelSpacing")
-    window = None
-    if "WindowCenter" in ds and "WindowWidth" in ds:
-        wc, ww = ds.WindowCenter, ds.WindowWidth
-        wc = wc[0] if isinstance(wc, pydicom.multival.MultiValue) else wc
-        ww = ww[0] if isinstance(ww, pydicom.multival.MultiValue) else ww
-        window = (float(wc), float(ww))
-    return DicomSlice(hu=hu, pixel_spacing_mm=(float(spacing[0]), float(spacing[1])) if spacing else None,
-                      window=window, modality=str(ds.get("Modality", "")),
-                      description=str(ds.get("SeriesDescription", "")))
+    slope, intercept = rescale(ds, name)
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+
+def pixel_spacing(ds, name: str = "the file", strict: bool = False) -> tuple[float, float] | None:
+    """PixelSpacing (row, column) in mm when present and plausible (0.01-50 mm); ``strict`` raises otherwise."""
+    try:
+        values = (number(ds, "PixelSpacing", name, None, 0), number(ds, "PixelSpacing", name, None, 1))
+    except LiverlibError:
+        if strict:
+            raise
+        return None
+    if values[0] is None and values[1] is None and not strict:
+        return None
+    if None in values or not all(math.isfinite(v) and 0.01 <= v <= 50 for v in values):
+        if not strict:
+            return None
+        shown = "missing" if values[0] is None else "/".join(f"{v:g}" if v is not None else "?" for v in values)
+        raise LiverlibError(f"{name}: PixelSpacing {shown} is not a plausible pixel size (0.01 to 50 mm); the header "
+                            "is damaged, re-export the series")
+    return values
+
+
+def _window(ds) -> tuple[float, float] | None:
+    try:
+        level, width = number(ds, "WindowCenter", "", None), number(ds, "WindowWidth", "", None)
+    except LiverlibError:
+        return None
+    if level is None or width is None or not (math.isfinite(level) and math.isfinite(width) and width > 0):
+        return None
+    return level, width
