@@ -112,6 +112,7 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
                 raise LiverlibError(f"{name} declares {width} x {height} pixels, more than a CT slice could have "
                                     f"(limit {MAX_PIXELS:,}); export the slice at its acquired size (CT: 512 x 512)")
             im.load()
+            frames = getattr(im, "n_frames", 1)  # a damaged TIFF fails here, on reading its next directory
         except LiverlibError:
             raise
         except Image.DecompressionBombError as exc:
@@ -123,13 +124,14 @@ def _decode_raster(data: bytes, name: str) -> DecodedImage:
                                 "refusing to decode it. Export the slice at its acquired size (CT: 512 x 512)") from None
         except UnidentifiedImageError:
             raise LiverlibError(f"{name} is not an image PIL can read (PNG, JPEG, BMP, TIFF) nor DICOM") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise LiverlibError(f"{name} is damaged or truncated and cannot be decoded ({exc})") from None
+        except Exception as exc:  # PIL's plugins raise OSError, SyntaxError, ValueError, TypeError, struct.error...
+            message = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise LiverlibError(f"{name} is damaged or truncated and cannot be decoded ({message})") from None
     fmt = (im.format or Path(name).suffix.lstrip(".")).upper()
     mode = im.mode
     notes: list[str] = []
-    if getattr(im, "n_frames", 1) > 1:
-        notes.append(f"{name} has {im.n_frames} frames; only the first is used")
+    if frames > 1:
+        notes.append(f"{name} has {frames} frames; only the first is used")
     if width < 32 or height < 32:
         raise LiverlibError(f"{name} is only {width} x {height} pixels; a CT slice needs at least 32 x 32")
     bits = 8
