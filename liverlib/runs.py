@@ -1,0 +1,193 @@
+"""The run folder: the one place that knows its file names and how each file is written and read.
+
+A training run (:mod:`liverlib.train`) or a finished search (:mod:`liverlib.tuning`) leaves a folder::
+
+    model.keras          the best model (read it with load_run: Keras safe mode)
+    model_card.json      class names in output order, input size, window, profile, seed, data and split
+                         hashes, versions, validation metrics: everything classify needs
+    history.csv          one row per epoch
+    curves.png           loss, accuracy and learning rate per epoch
+    split.csv            the split this run used
+    backup/              while training: the model and optimiser after the last completed epoch; removed at the end
+
+Everything that reads a run (classify, evaluation, LiteRT, the widget) reads it through this module, so
+none of them needs the training code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import pandas as pd
+
+from liverlib.config import RunConfig, training_settings_key
+from liverlib.errors import LiverlibError
+
+MODEL_FILE = "model.keras"
+CARD_FILE = "model_card.json"
+HISTORY_FILE = "history.csv"
+SPLIT_FILE = "split.csv"
+CURVES_FILE = "curves.png"
+BACKUP_DIR = "backup"
+CARD_SCHEMA_VERSION = 2  # 1: the cards written before schema_version existed (same keys otherwise)
+CARD_REQUIRED = ("class_names", "input_size", "window")  # what classify needs to apply the model
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    history: pd.DataFrame
+    card: dict
+    model: object  # keras.Model
+
+
+# ------------------------------------------------------------------------------------------------ the card
+
+def write_card(run_dir: str | os.PathLike, card: dict) -> Path:
+    """Write ``model_card.json`` atomically, stamped with the current ``schema_version``."""
+    path = Path(run_dir) / CARD_FILE
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps({"schema_version": CARD_SCHEMA_VERSION, **card}, indent=2, default=str) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def read_card(run_dir: str | os.PathLike) -> dict:
+    """A run's model card, checked for what is needed to apply the model.
+
+    A card without ``schema_version`` was written before it existed and is read as version 1.
+    """
+    path = Path(run_dir) / CARD_FILE
+    try:
+        card = json.loads(path.read_text())
+    except ValueError as exc:
+        raise LiverlibError(f"{path} is not valid JSON ({exc}); retrain the run or restore the file") from None
+    if not isinstance(card, dict):
+        raise LiverlibError(f"{path} holds a {type(card).__name__}, not a model card; retrain the run")
+    version = card.get("schema_version", 1)
+    if not isinstance(version, int) or version > CARD_SCHEMA_VERSION:
+        raise LiverlibError(f"{path} has schema_version {version!r}, newer than this liverlib reads "
+                            f"({CARD_SCHEMA_VERSION}); update liverlib to use this run")
+    missing = set(CARD_REQUIRED) - set(card)
+    if missing:
+        raise LiverlibError(f"{path} lacks {', '.join(sorted(missing))}; the model cannot be applied safely")
+    return card
+
+
+def card_settings_key(run_dir: Path) -> str | None:
+    """The training settings key recorded in a run's card (None if the card is unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / CARD_FILE).read_text()).get("settings_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# ------------------------------------------------------------------------------- history, backups, models
+
+def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """history.csv with one row per epoch (a re-run epoch after a resume keeps its last row)."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    history = pd.read_csv(path)
+    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def backup_file(run_dir: str | os.PathLike, epoch: int) -> Path:
+    """Where the end-of-epoch backup of ``epoch`` (from 0) goes."""
+    return Path(run_dir) / BACKUP_DIR / f"epoch-{epoch:04d}.keras"
+
+
+def latest_backup(run_dir: str | os.PathLike) -> tuple[Path, int] | None:
+    """The newest complete end-of-epoch backup of an interrupted run, and its epoch (from 0)."""
+    files = sorted((Path(run_dir) / BACKUP_DIR).glob("epoch-*.keras"))
+    if not files:
+        return None
+    return files[-1], int(files[-1].stem.split("-")[1])
+
+
+def save_model_atomically(model, path: str | os.PathLike) -> None:
+    """Write the model to a temporary file and rename it into place: a kill at any moment leaves either the
+    old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def load_model(path: str | os.PathLike):
+    """A Keras model file, in safe mode: a model that needs arbitrary code (a Lambda layer) is refused."""
+    import keras  # local: heavy dependency (TensorFlow), not needed to read cards and histories
+
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
+            raise LiverlibError(f"{path} needs unsafe deserialisation (it contains arbitrary code, such as a "
+                                "Lambda layer); refusing to load it") from None
+        raise LiverlibError(f"{path} could not be loaded: {exc}") from None
+
+
+def load_run(run_dir: str | os.PathLike, with_history: bool = False) -> RunResult:
+    """A finished run: its model (loaded in Keras safe mode) and model card."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CARD_FILE).is_file() or not (run_dir / MODEL_FILE).is_file():
+        raise LiverlibError(f"{run_dir} is not a finished training run (no {CARD_FILE} or {MODEL_FILE}); "
+                            "train one with `liverlib train`")
+    card = read_card(run_dir)
+    model = load_model(run_dir / MODEL_FILE)
+    return RunResult(run_dir=run_dir, history=read_history(run_dir) if with_history else pd.DataFrame(),
+                     card=card, model=model)
+
+
+# ------------------------------------------------------------------------------------------- finding runs
+
+def latest_run(config: RunConfig, same_settings: bool = True) -> Path | None:
+    """The newest finished run of the configuration's profile under its artifacts folder, if there is one.
+
+    With ``same_settings`` (the default), only a run trained under this configuration's training settings
+    counts (see :func:`liverlib.config.training_settings_key`): after a profile changes, its old runs are not
+    taken for new ones.
+    """
+    runs = [p for p in (config.artifacts_dir / "runs").glob(f"{config.profile}-*") if (p / CARD_FILE).is_file()]
+    if same_settings:
+        key = training_settings_key(config)
+        runs = [p for p in runs if card_settings_key(p) == key]
+    return max(runs, key=lambda p: (p / CARD_FILE).stat().st_mtime) if runs else None
+
+
+# ----------------------------------------------------------------------------------- loaded once, kept
+
+_cache: dict[tuple[str, Callable], tuple[tuple[int, int], object]] = {}
+CACHE_PER_BUILD = 4  # run folders kept per kind of object: a ResNet-50 holds about 100 MB
+
+
+def cached(run_dir: str | os.PathLike, build: Callable[[Path], T]) -> T:
+    """``build(run_dir)`` made once per run folder and kept while the folder's model file is unchanged.
+
+    ``cached(run, load_run)`` is the loaded run that evaluation and classify share;
+    ``cached(run, Classifier)`` is classify's ready classifier. A retrained model (another modification
+    time or size of ``model.keras``) is built again; a failed build is not kept; beyond
+    :data:`CACHE_PER_BUILD` folders, the least recently built one is let go.
+    """
+    path = Path(run_dir).expanduser().resolve()
+    try:
+        stat = (path / MODEL_FILE).stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = (-1, -1)  # build (load_run) gives the clear error
+    key = (str(path), build)
+    hit = _cache.get(key)
+    if hit is None or hit[0] != stamp:
+        _cache.pop(key, None)
+        _cache[key] = (stamp, build(path))
+        same_build = [k for k in _cache if k[1] is build]
+        for old in same_build[:-CACHE_PER_BUILD]:
+            del _cache[old]
+    return _cache[key][1]

@@ -1,0 +1,83 @@
+"""The run folder: cards old and new load, the card's format is what training writes, the loader is cached."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from liverlib.config import CLASS_NAMES, load_config
+from liverlib.errors import LiverlibError
+from liverlib.runs import (CARD_FILE, CARD_SCHEMA_VERSION, MODEL_FILE, cached, card_settings_key, load_run, read_card,
+                           write_card)
+
+OLD_CARD = Path(__file__).parent / "data" / "model_card_v1.json"  # written by liverlib before schema_version
+
+
+def test_a_card_written_before_schema_version_still_loads(tmp_path):
+    shutil.copy(OLD_CARD, tmp_path / CARD_FILE)
+    assert "schema_version" not in json.loads(OLD_CARD.read_text())
+    card = read_card(tmp_path)
+    assert card["class_names"] == list(CLASS_NAMES) and card["input_size"] == 64
+    assert card["window"] == {"level": 40.0, "width": 400.0}
+    assert card_settings_key(tmp_path) == card["settings_sha256"]
+
+
+def test_a_run_with_an_old_card_classifies(tiny_run, tmp_path):
+    from liverlib.classify import get_classifier
+
+    run = tmp_path / "old-run"
+    run.mkdir()
+    shutil.copy(tiny_run / MODEL_FILE, run / MODEL_FILE)
+    shutil.copy(OLD_CARD, run / CARD_FILE)
+    loaded = load_run(run)
+    assert loaded.card["profile"] == "laptop" and loaded.model.inputs[0].shape[1] == 64
+    assert get_classifier(run).class_names == list(CLASS_NAMES)
+
+
+def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
+    from liverlib.train import model_card
+
+    config = load_config("laptop", artifacts_dir=tmp_path)
+    manifest = pd.DataFrame({"class": ["benign", "normal"] * 3, "split": ["train", "train", "val"] * 2,
+                             "synthetic": True, "sha256": [hashlib.sha256(bytes([i])).hexdigest() for i in range(6)]})
+    history = pd.DataFrame({"epoch": [0, 1], "val_loss": [1.0, 0.9]})
+    card = model_card(config, manifest, history, {"val_accuracy": 0.5}, "random initialisation", None, "0" * 64)
+    write_card(tmp_path, card)
+    written = json.loads((tmp_path / CARD_FILE).read_text())
+    assert written["schema_version"] == CARD_SCHEMA_VERSION == 2
+    old = json.loads(OLD_CARD.read_text())
+    assert set(written) == set(old) | {"schema_version"}
+    assert set(written["config"]) == set(old["config"]) and set(written["window"]) == set(old["window"])
+    assert read_card(tmp_path)["best_epoch"] == 1
+
+
+def test_a_card_from_a_newer_liverlib_or_without_what_classify_needs_is_refused(tmp_path):
+    card = json.loads(OLD_CARD.read_text())
+    (tmp_path / CARD_FILE).write_text(json.dumps({**card, "schema_version": CARD_SCHEMA_VERSION + 1}))
+    with pytest.raises(LiverlibError, match="update liverlib"):
+        read_card(tmp_path)
+    (tmp_path / CARD_FILE).write_text(json.dumps({k: v for k, v in card.items() if k != "window"}))
+    with pytest.raises(LiverlibError, match="lacks window"):
+        read_card(tmp_path)
+    (tmp_path / CARD_FILE).write_text("{not json")
+    with pytest.raises(LiverlibError, match="not valid JSON"):
+        read_card(tmp_path)
+
+
+def test_cached_builds_once_per_model_file_and_again_after_it_changes(tmp_path):
+    (tmp_path / MODEL_FILE).write_bytes(b"first")
+    built = []
+
+    def build(path):
+        built.append(path)
+        return object()
+
+    first = cached(tmp_path, build)
+    assert cached(tmp_path, build) is first and len(built) == 1
+    (tmp_path / MODEL_FILE).write_bytes(b"second, retrained")  # another size (and time): built again
+    assert cached(tmp_path, build) is not first and len(built) == 2
+    assert np.all([p == tmp_path.resolve() for p in built])
