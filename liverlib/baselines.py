@@ -2,7 +2,7 @@
 
 Each baseline takes grey images (N x S x S, uint8), labels and train/test indices and returns class
 probabilities for the test images, so every model goes through the same metrics and intervals
-(:mod:`liverlib.evaluate`):
+(:mod:`liverlib.metrics`, :mod:`liverlib.evaluate`):
 
 * :func:`histogram_logistic_regression`: a 64-bin intensity histogram per slice (global grey levels
   only: what a classifier can do without looking at shape or texture);
@@ -22,6 +22,12 @@ import time
 
 import numpy as np
 import pandas as pd
+
+from liverlib.config import CLASS_NAMES
+from liverlib.evaluate import bootstrap_ci
+from liverlib.metrics import scores
+from liverlib.nearcopy import signature
+from liverlib.splits import make_split
 
 N_CLASSES = 4
 
@@ -103,12 +109,10 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
 
 
 def nearest_neighbour(images, labels, train, test, seed: int = 0) -> np.ndarray:
-    """1-nearest-neighbour on the leakage audit's invariant signature (:func:`liverlib.audit.signature`,
+    """1-nearest-neighbour on the leakage audit's invariant signature (:func:`liverlib.nearcopy.signature`,
     unchanged by flips, rotations, shifts and zoom): a pure memoriser that finds augmented copies and
     neighbouring slices, the clearest probe of whether test images have near-copies in training."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    from liverlib.audit import signature
+    from sklearn.neighbors import KNeighborsClassifier  # local: heavy dependency
 
     features = np.stack([signature(im) for im in images])
     return _fit_predict(KNeighborsClassifier(n_neighbors=1), features, labels, train, test)
@@ -124,8 +128,6 @@ BASELINES = {
 def run_baselines(images, labels, train, test, groups=None, class_names=None, n_boot: int = 1000,
                   seed: int = 0, only=None, **cnn_kwargs) -> tuple[pd.DataFrame, dict]:
     """Every baseline on one split: a table of headline figures with 95% intervals, and the probabilities."""
-    from liverlib.config import CLASS_NAMES
-
     class_names = list(class_names or CLASS_NAMES)
     rows, probs_by_model = [], {}
     for name, fit in BASELINES.items():
@@ -143,9 +145,7 @@ def run_baselines(images, labels, train, test, groups=None, class_names=None, n_
 
 def summary_row(name, y_true, probs, class_names, groups=None, n_boot=1000, seed=0, seconds=None) -> dict:
     """One model's headline figures with their 95% bootstrap intervals, as a table row."""
-    from liverlib.evaluate import bootstrap_ci, compute_metrics
-
-    m = compute_metrics(y_true, probs, class_names)
+    m = scores(y_true, probs, class_names)
     ci = bootstrap_ci(y_true, probs, class_names, groups, n_boot=n_boot, seed=seed)
     row = {"model": name}
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr"):
@@ -165,10 +165,6 @@ def leakage_experiment(manifest: pd.DataFrame, images: np.ndarray, fractions=(0.
     are its rows' pixels. Returns validation and test accuracy and macro-F1 for both splits, and how many
     test images have their own patient (or copy) in training.
     """
-    from sklearn.metrics import accuracy_score, f1_score
-
-    from liverlib.splits import make_split
-
     labels = manifest["label"].to_numpy()
     rows = []
     for strategy in ("random", "grouped"):
@@ -178,14 +174,13 @@ def leakage_experiment(manifest: pd.DataFrame, images: np.ndarray, fractions=(0.
         leaked = int(sum(g in train_groups for g in manifest["group"].to_numpy()[index["test"]]))
         evaluation = np.concatenate([index["val"], index["test"]])
         probs = model(images, labels, index["train"], evaluation, seed=seed, **kwargs)
-        pred = probs.argmax(axis=1)
         n_val = len(index["val"])
         row = {"model": getattr(model, "__name__", str(model)).replace("_", " "),
                "split": "slice-level random (leaky)" if strategy == "random" else "patient-grouped",
                "test images with their patient in training": f"{leaked} of {len(index['test'])}"}
         for part, sel in (("val", slice(0, n_val)), ("test", slice(n_val, None))):
-            truth = labels[index[part]]
-            row[f"{part} accuracy"] = round(float(accuracy_score(truth, pred[sel])), 3)
-            row[f"{part} macro-F1"] = round(float(f1_score(truth, pred[sel], average="macro", zero_division=0)), 3)
+            found = scores(labels[index[part]], probs[sel], CLASS_NAMES)
+            row[f"{part} accuracy"] = round(found["accuracy"], 3)
+            row[f"{part} macro-F1"] = round(found["macro_f1"], 3)
         rows.append(row)
     return pd.DataFrame(rows).set_index(["model", "split"])

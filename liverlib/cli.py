@@ -41,7 +41,8 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 def _cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from liverlib.audit import DEFAULT_THRESHOLD, audit_folder
+    from liverlib.audit import audit_folder
+    from liverlib.nearcopy import DEFAULT_THRESHOLD
 
     result = audit_folder(args.data_dir, split_strategy=args.split, seed=args.seed,
                           threshold=args.threshold or DEFAULT_THRESHOLD)

@@ -29,6 +29,7 @@ import pandas as pd
 from liverlib.config import CLASS_NAMES
 from liverlib.errors import LiverlibError
 from liverlib.imageio import IMAGE_SUFFIXES, decode_image, read_file
+from liverlib.nearcopy import near_duplicate_groups
 
 CLASS_SYNONYMS: dict[str, str] = {
     "benign": "benign", "benign_tumor": "benign", "benign_tumour": "benign", "benign tumor": "benign",
@@ -221,8 +222,6 @@ def _groups(manifest: pd.DataFrame, roots: list[Path], groups_csv) -> tuple[pd.S
                 mapped[sel] = root.name + ":" + manifest.loc[sel, "rel"].map(patients)
     if mapped.notna().all():
         return mapped, "patient ids from the dataset's manifest.csv"
-    from liverlib.audit import near_duplicate_groups
-
     clusters = near_duplicate_groups(manifest.loc[mapped.isna(), "file"].tolist())
     mapped[mapped.isna()] = ["dup:" + str(c) for c in clusters]
     return mapped, "near-duplicate clusters (no patient ids given; add groups.csv to use your own)"

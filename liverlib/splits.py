@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liverlib.data import data_key
 from liverlib.errors import LiverlibError
 
 SPLITS = ("train", "val", "test")
@@ -120,8 +121,6 @@ def split_for(dataset, config, strategy: str = "grouped") -> pd.DataFrame:
     manifest = dataset.manifest.copy()
     if (manifest["split"] != "").all() and strategy == "grouped":
         return manifest
-    from liverlib.data import data_key
-
     key = data_key(manifest)[:16]
     path = Path(config.artifacts_dir) / "splits" / f"{strategy}-seed{config.seed}-{key}.csv"
     if path.is_file():

@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from liverlib.audit import audit_folder, calibrate, signature
+from liverlib.audit import audit_folder, calibrate
 from liverlib.data import class_table, scan_dataset
 from liverlib.dicom import write_ct_dicom
 from liverlib.errors import LiverlibError
 from liverlib.imageio import decode_file, decode_image, quantise8
+from liverlib.nearcopy import signature
 from liverlib.phantom import make_slice, write_phantom_dataset
 from liverlib.splits import assert_groups_disjoint, load_split, make_split, save_split, split_table
 from liverlib.windowing import parse_window, window_hu, window_to_uint8
