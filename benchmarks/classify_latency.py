@@ -62,7 +62,7 @@ def main(argv=None) -> dict:
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom import make_slice
     from liverlib.preprocess import resize_grey, to_model_input
-    from liverlib.train import CARD_FILE, MODEL_FILE
+    from liverlib.runs import CARD_FILE, MODEL_FILE
     from liverlib.windowing import window_to_uint8
 
     keras.utils.set_random_seed(0)

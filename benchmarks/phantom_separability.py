@@ -26,6 +26,7 @@ import liverlib  # noqa: F401  (sets TensorFlow's CPU speed settings before Tens
 from benchmarks.common import machine_info, write_result
 from liverlib.baselines import histogram_logistic_regression, small_cnn
 from liverlib.config import CLASS_NAMES
+from liverlib.metrics import scores
 from liverlib.phantom import read_manifest, write_phantom_dataset
 
 
@@ -50,10 +51,9 @@ def grouped_split(labels, groups, seed=0):
 
 
 def _scores(labels, probs, seconds=None, **extra) -> dict:
-    from sklearn.metrics import accuracy_score, f1_score
-
-    pred = probs.argmax(axis=1)
-    out = {"accuracy": float(accuracy_score(labels, pred)), "macro_f1": float(f1_score(labels, pred, average="macro"))}
+    """Test accuracy and macro-F1 (liverlib.metrics.scores, as everywhere else), the training time, and extras."""
+    found = scores(labels, probs, CLASS_NAMES)
+    out = {"accuracy": found["accuracy"], "macro_f1": found["macro_f1"]}
     if seconds is not None:
         out["train_seconds"] = round(seconds, 1)
     return {**out, **extra}

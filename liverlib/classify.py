@@ -4,9 +4,9 @@
 the preprocessing recorded in the run's model card (DICOM: HU, then the card's window; every format:
 grey, bilinear resize to the card's input size, grey copied to 3 channels, /255) and returns the
 probabilities in the card's class order. The model is loaded once per run folder and kept (see
-:func:`get_classifier`). Without Grad-CAM the forward pass runs on LiteRT where it is installed (twice as
-fast on a CPU; see :mod:`liverlib.litert`), which converts the model once and keeps ``model.tflite`` in
-the run folder; nothing else is written to disk.
+:func:`get_classifier` and :func:`liverlib.runs.cached`). Without Grad-CAM the forward pass runs on
+LiteRT where it is installed (twice as fast on a CPU; see :mod:`liverlib.litert`), which converts the
+model once and keeps ``model.tflite`` in the run folder; nothing else is written to disk.
 
 Every problem with the file comes back as a :class:`~liverlib.errors.LiverlibError` whose message names
 the file and says what would work; callers (the CLI, the widget) show it and go on with the next file.
@@ -24,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from liverlib.errors import LiverlibError
-from liverlib.imageio import decode_image
+from liverlib.imageio import IMAGE_SUFFIXES, decode_image
+from liverlib.litert import fast_forward
 from liverlib.preprocess import resize_grey, to_model_input
+from liverlib.runs import cached, load_run
 
 LIVER_HU = (40.0, 160.0)  # unenhanced (55-65 HU) to portal-venous (100-130 HU) liver, with margin
 MIN_LIVER_FRACTION = 0.02  # a slice through the liver has far more than 2% of its pixels in that range
@@ -69,12 +71,11 @@ class Classifier:
     """A trained run, loaded once, that classifies slices with the preprocessing of its model card."""
 
     def __init__(self, model_dir: str | os.PathLike):
-        import tensorflow as tf
+        import tensorflow as tf  # local: heavy dependency
 
-        from liverlib.explain import GradCam
-        from liverlib.train import load_run
+        from liverlib.explain import GradCam  # local: explain imports Keras
 
-        run = load_run(model_dir)
+        run = cached(model_dir, load_run)  # the loaded run evaluation shares
         self.run_dir = run.run_dir
         self.card = run.card
         self.model = run.model
@@ -96,8 +97,6 @@ class Classifier:
     def fast(self):
         """The forward pass used without Grad-CAM (LiteRT where possible) and its description."""
         if self._fast is None:
-            from liverlib.litert import fast_forward
-
             self._fast = fast_forward(self.run_dir, self.model, lambda x: self._forward(x).numpy())
         return self._fast
 
@@ -143,7 +142,7 @@ class Classifier:
         x = to_model_input(model_input)[None]
         heatmap = None
         if gradcam:
-            from liverlib.explain import upsample
+            from liverlib.explain import upsample  # local: explain imports Keras
 
             probs, cams = self._gradcam(x)
             heatmap = upsample(cams[0], self.input_size)
@@ -166,24 +165,9 @@ class Classifier:
         return DISCLAIMER + f"This model was trained on {trained_on}."
 
 
-_cache: dict[tuple[str, float], Classifier] = {}
-
-
 def get_classifier(model_dir: str | os.PathLike) -> Classifier:
     """The classifier for a run folder, loaded on first use and kept while the model file is unchanged."""
-    from liverlib.train import MODEL_FILE
-
-    path = Path(model_dir).expanduser().resolve()
-    try:
-        key = (str(path), (path / MODEL_FILE).stat().st_mtime)
-    except OSError:
-        key = (str(path), -1.0)  # load_run gives the clear error
-    if key not in _cache:
-        classifier = Classifier(path)
-        for old in [k for k in _cache if k[0] == key[0]]:
-            del _cache[old]
-        _cache[key] = classifier
-    return _cache[key]
+    return cached(model_dir, Classifier)
 
 
 def classify(data: bytes, filename: str, model_dir: str | os.PathLike, *, window: tuple[float, float] | None = None,
@@ -197,8 +181,6 @@ def classify(data: bytes, filename: str, model_dir: str | os.PathLike, *, window
 
 def iter_inputs(paths) -> list[Path]:
     """Files given on a command line: files as they are, folders expanded (recursively) to their image files."""
-    from liverlib.imageio import IMAGE_SUFFIXES
-
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)

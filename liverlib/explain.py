@@ -9,13 +9,15 @@ and the map L^c (7 x 7 at 224 px input) is upsampled to the slice and scaled to 
 softmax probability as y^c, as Keras' own Grad-CAM example does.
 
 On the phantom, where the lesion mask is known, :func:`pointing_game` measures how much of the heatmap's
-mass falls inside the lesion: a check that the model looks where a radiologist would.
+mass falls inside the lesion: a check that the model looks where a radiologist would
+(:func:`liverlib.pointing.phantom_pointing_game` plays it over a run's split).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from liverlib.errors import LiverlibError
 from liverlib.model import LAST_CONV_LAYER
 
 
@@ -28,14 +30,12 @@ class GradCam:
     """
 
     def __init__(self, model, layer: str = LAST_CONV_LAYER):
-        import keras
+        import keras  # local: heavy dependency
         import tensorflow as tf
 
         try:
             target = model.get_layer(layer)
         except ValueError:
-            from liverlib.errors import LiverlibError
-
             raise LiverlibError(f"the model has no layer {layer!r}; Grad-CAM needs the last convolutional block "
                                 "of the ResNet-50 backbone") from None
         self.layer = layer
@@ -110,46 +110,3 @@ def pointing_game(heatmap: np.ndarray, mask: np.ndarray) -> dict:
             "hit": bool(mask[peak]) if total > 0 else False,
             "area": float(mask.mean())}
 
-
-def phantom_pointing_game(run_dir, split: str = "test", classes=("benign", "malignant"),
-                          limit: int | None = None):
-    """Grad-CAM for the true class of every lesion slice of a run's split, scored against the phantom's
-    lesion mask: one row per slice with ``mass_inside``, ``hit`` and the chance level ``area``.
-
-    Only for runs trained on the synthetic phantom (the masks come from its generator).
-    """
-    from pathlib import Path
-
-    import pandas as pd
-    from PIL import Image
-
-    from liverlib.classify import get_classifier
-    from liverlib.errors import LiverlibError
-    from liverlib.imageio import read_file
-    from liverlib.phantom import LESION_LABEL_MIN, read_manifest
-    from liverlib.preprocess import to_model_input
-
-    classifier = get_classifier(run_dir)
-    root = Path(classifier.card.get("data", ""))
-    if not (root / "manifest.csv").is_file() or not classifier.card.get("synthetic_data"):
-        raise LiverlibError("the pointing game needs lesion masks: it works on runs trained on the synthetic "
-                            f"phantom, and {classifier.run_dir} was not (or its phantom folder {root} is gone)")
-    manifest = read_manifest(root / "manifest.csv")
-    masks = {str(root / f): root / m for f, m in zip(manifest["file"], manifest["mask_file"])}
-    saved = pd.read_csv(classifier.run_dir / "split.csv", dtype=str)
-    rows = saved[(saved["split"] == split) & saved["class"].isin(classes)]
-    if limit:
-        rows = rows.groupby("class").head(limit)
-    cam = GradCam(classifier.model)
-    out = []
-    for row in rows.itertuples(index=False):
-        model_input, _, _ = classifier.preprocess(read_file(row.file), Path(row.file).name)
-        true_index = classifier.class_names.index(row[1])
-        probs, heat = cam(to_model_input(model_input), true_index)
-        lesion = np.asarray(Image.open(masks[row.file])) >= LESION_LABEL_MIN
-        if not lesion.any():
-            continue
-        out.append({"file": Path(row.file).name, "class": row[1],
-                    "predicted": classifier.class_names[int(probs[0].argmax())],
-                    **pointing_game(heat[0], lesion)})
-    return pd.DataFrame(out)

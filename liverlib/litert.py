@@ -7,7 +7,7 @@ probabilities alone (``classify(..., gradcam=False)``, the CLI) take the fast pa
 
 :func:`export_litert` converts a run's ``model.keras`` with Keras' own exporter into ``model.tflite`` next
 to it, checks that the converted model gives the Keras model's probabilities within ``TOLERANCE`` on a
-phantom slice and on noise, and records the model's SHA-256 and the difference it measured in
+synthetic CT-like slice and on noise, and records the model's SHA-256 and the difference it measured in
 ``model.tflite.json``. :func:`fast_forward` reuses that file while the model is unchanged, converts again
 when it is stale or unreadable, and otherwise falls back to TensorFlow, saying why.
 """
@@ -25,7 +25,10 @@ from typing import Callable
 
 import numpy as np
 
+from liverlib.environment import versions
 from liverlib.errors import LiverlibError
+from liverlib.preprocess import to_model_input
+from liverlib.runs import MODEL_FILE, load_run
 
 LITERT_FILE = "model.tflite"
 LITERT_INFO = "model.tflite.json"
@@ -56,7 +59,7 @@ class LiteRTForward:
     """
 
     def __init__(self, path: Path, threads: int | None = None):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # local: optional heavy dependency
 
         threads = threads or os.cpu_count() or 1
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
@@ -79,15 +82,25 @@ class LiteRTForward:
         return self._interpreter.get_tensor(self._output).copy()
 
 
-def probe_inputs(input_size: int) -> list[np.ndarray]:
-    """Inputs on which a conversion is checked: a malignant phantom slice as classify sees it, and noise."""
-    from liverlib.phantom import make_slice
-    from liverlib.preprocess import resize_grey, to_model_input
-    from liverlib.windowing import window_to_uint8
+def synthetic_slice(size: int, seed: int = 0) -> np.ndarray:
+    """A CT-like grey slice (size x size uint8), the same for the same arguments: dark air around a body
+    of soft tissue (grey 110) with a brighter liver (150), a dark lesion in it (80), a bright spine (230)
+    and mild noise. Structure at every scale and the whole grey range, as a real slice has."""
+    rows, cols = (np.mgrid[0:size, 0:size] + 0.5) / size
+    grey = np.full((size, size), 5.0)
+    grey[((cols - 0.5) / 0.42) ** 2 + ((rows - 0.52) / 0.34) ** 2 <= 1] = 110  # body
+    grey[((cols - 0.36) / 0.18) ** 2 + ((rows - 0.45) / 0.14) ** 2 <= 1] = 150  # liver
+    grey[((cols - 0.33) / 0.05) ** 2 + ((rows - 0.43) / 0.05) ** 2 <= 1] = 80  # lesion
+    grey[((cols - 0.5) / 0.05) ** 2 + ((rows - 0.74) / 0.05) ** 2 <= 1] = 230  # spine
+    grey += np.random.default_rng(seed).normal(0, 6, grey.shape)
+    return np.clip(np.round(grey), 0, 255).astype(np.uint8)
 
-    grey = window_to_uint8(make_slice("malignant", seed=3, size=256).hu, 40, 400).astype(np.float32)
+
+def probe_inputs(input_size: int) -> list[np.ndarray]:
+    """Inputs on which a conversion is checked, as the model takes them: a synthetic CT-like slice
+    (:func:`synthetic_slice`) and uniform noise."""
     noise = np.random.default_rng(0).uniform(0, 1, (input_size, input_size, 3)).astype(np.float32)
-    return [to_model_input(resize_grey(grey, input_size))[None], noise[None]]
+    return [to_model_input(synthetic_slice(input_size))[None], noise[None]]
 
 
 def max_difference(forward: Callable[[np.ndarray], np.ndarray], model, inputs: list[np.ndarray]) -> float:
@@ -109,8 +122,6 @@ def export_litert(run_dir: str | os.PathLike, model=None, out_dir: str | os.Path
     interrupted conversion never leaves a half-written model behind.
     Raises :class:`LiverlibError` if the runtime is missing or the outputs differ by more than ``TOLERANCE``.
     """
-    from liverlib.train import MODEL_FILE, load_run
-
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir
     problem = runtime_available()
@@ -129,8 +140,6 @@ def export_litert(run_dir: str | os.PathLike, model=None, out_dir: str | os.Path
         if diff > TOLERANCE:
             raise LiverlibError(f"the LiteRT conversion of {run_dir} differs from the Keras model by {diff:.2g} "
                                 f"(more than {TOLERANCE:g}); classify keeps using TensorFlow")
-        from liverlib.environment import versions
-
         info = {"model_sha256": sha, "input_size": size, "max_abs_difference_vs_keras": diff,
                 "tolerance": TOLERANCE, "versions": versions(("tensorflow-cpu", "keras", "ai-edge-litert"))}
         os.replace(tmp_model, out_dir / LITERT_FILE)
@@ -162,8 +171,6 @@ def fast_forward(run_dir: str | os.PathLike, model, fallback: Callable[[np.ndarr
 
     Set ``LIVERLIB_FAST_FORWARD=0`` to always use the fallback (TensorFlow).
     """
-    from liverlib.train import MODEL_FILE
-
     run_dir = Path(run_dir)
     tf_backend = "TensorFlow (tf.function)"
     if os.environ.get("LIVERLIB_FAST_FORWARD", "1").strip().lower() in ("0", "false", "no", "off"):

@@ -1,4 +1,5 @@
-"""Figures the notebooks share: CT slices in a window, label maps, montages. Every figure has titles and units."""
+"""Figures the notebooks share: CT slices in a window, label maps, montages, evaluation figures. Every figure
+has titles and units. Figures draw numbers they are given; the numbers come from :mod:`liverlib.metrics`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from liverlib.windowing import window_hu
 
 def label_colormap():
     """A categorical colour map for phantom label maps (0 = air is black), and its normalisation."""
-    import matplotlib.colors as mcolors
+    import matplotlib.colors as mcolors  # local: heavy dependency
     from matplotlib import colormaps
 
     palette = colormaps["tab20"].colors + colormaps["tab20b"].colors
@@ -38,7 +39,7 @@ def show_hu_map(fig, ax, hu: np.ndarray, title: str, vmin: float = -200, vmax: f
 
 def show_labels(ax, labels: np.ndarray, title: str = "label map", legend: bool = True) -> None:
     """A phantom label map in categorical colours, with a legend of the tissues present."""
-    import matplotlib.patches as mpatches
+    import matplotlib.patches as mpatches  # local: heavy dependency
 
     cmap, norm = label_colormap()
     ax.imshow(labels, cmap=cmap, norm=norm, interpolation="nearest")
@@ -53,7 +54,7 @@ def show_labels(ax, labels: np.ndarray, title: str = "label map", legend: bool =
 def montage(images: Sequence[np.ndarray], titles: Sequence[str], ncols: int = 4, window=(40, 400),
             size: float = 2.6, suptitle: str | None = None, hu: bool = True):
     """A grid of slices; ``hu=False`` for images already in grey levels (0-255)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: heavy dependency
 
     nrows = int(np.ceil(len(images) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
@@ -82,9 +83,9 @@ def tissue_table():
 
 def classification_figure(result, title: str | None = None):
     """One classified slice: the model's input, its Grad-CAM overlay and the class probabilities."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: heavy dependency
 
-    from liverlib.explain import overlay
+    from liverlib.explain import overlay  # local: explain imports Keras
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1, 1.3]})
     axes[0].imshow(result.model_input, cmap="gray", vmin=0, vmax=255)
@@ -109,7 +110,7 @@ def classification_figure(result, title: str | None = None):
 
 def confusion_figure(cm, class_names: Sequence[str]):
     """The confusion matrix as two seaborn heatmaps: counts, and rows normalised to recall."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: heavy dependency
     import seaborn as sns
 
     cm = np.asarray(cm, dtype=float)
@@ -128,19 +129,14 @@ def confusion_figure(cm, class_names: Sequence[str]):
     return fig
 
 
-def roc_figure(y_true, probs, class_names: Sequence[str]):
-    """One-vs-rest ROC curve per class, with its AUC."""
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
+def roc_figure(curves: dict):
+    """One-vs-rest ROC curve per class, with its AUC: ``curves`` is :func:`liverlib.metrics.roc_curves`'s
+    class name -> (false-positive rates, true-positive rates, AUC)."""
+    import matplotlib.pyplot as plt  # local: heavy dependency
 
-    y_true = np.asarray(y_true)
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    for k, name in enumerate(class_names):
-        positive = y_true == k
-        if positive.all() or not positive.any():
-            continue
-        fpr, tpr, _ = roc_curve(positive, probs[:, k])
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(positive, probs[:, k]):.2f})")
+    for name, (fpr, tpr, auc) in curves.items():
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.2f})")
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="chance")
     ax.set_xlabel("1 - specificity (false-positive rate)")
     ax.set_ylabel("sensitivity (true-positive rate)")
@@ -150,19 +146,19 @@ def roc_figure(y_true, probs, class_names: Sequence[str]):
     return fig
 
 
-def reliability_figure(y_true, probs, n_bins: int = 10, label: str = "model", ax=None):
-    """Reliability diagram: accuracy against confidence per bin; the diagonal is perfect calibration."""
-    import matplotlib.pyplot as plt
+def reliability_figure(table, ece: float, label: str = "model", ax=None):
+    """Reliability diagram: accuracy against confidence per bin; the diagonal is perfect calibration.
 
-    from liverlib.evaluate import expected_calibration_error, reliability_table
+    ``table`` is :func:`liverlib.metrics.reliability_table`'s, ``ece`` the expected calibration error over
+    the same bins (:func:`liverlib.metrics.expected_calibration_error`), shown in the legend.
+    """
+    import matplotlib.pyplot as plt  # local: heavy dependency
 
-    table = reliability_table(y_true, probs, n_bins)
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(4.8, 4.5))
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
     used = table[table["images"] > 0]
-    ece = expected_calibration_error(y_true, probs, n_bins)
     ax.plot(used["confidence"], used["accuracy"], "o-", label=f"{label} (ECE {ece:.3f})")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

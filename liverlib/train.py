@@ -5,15 +5,8 @@ schedule that multiplies the learning rate by 0.1 every 20 epochs; batch 46; ear
 patience 10; the best model (lowest validation loss) checkpointed and kept. Class weights for the
 imbalanced classes are an option (the paper's own future work), off by default.
 
-A run folder holds::
-
-    model.keras          the best model (load it with load_run: Keras safe mode)
-    model_card.json      class names in output order, input size, window, profile, seed, data and split
-                         hashes, versions, validation metrics: everything classify needs
-    history.csv          one row per epoch
-    curves.png           loss, accuracy and learning rate per epoch
-    split.csv            the split this run used
-    backup/              while training: the model and optimiser after the last completed epoch; removed at the end
+The run folder it writes (model, model card, history, split, backups) is described, written and read by
+:mod:`liverlib.runs`.
 
 A run killed at any moment (Ctrl-C, SIGTERM, power loss) continues from its last completed epoch with
 ``liverlib train ... --resume`` (or ``train(..., resume=True)``), losing at most the epoch in progress.
@@ -26,36 +19,24 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from liverlib.config import CLASS_NAMES, RunConfig, estimate_training_seconds, format_duration, training_settings_key
-from liverlib.data import data_key
+from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError
+from liverlib.metrics import scores
+from liverlib.preprocess import make_pipeline
+from liverlib.runs import (BACKUP_DIR, CARD_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_FILE, RunResult,
+                           backup_file, latest_backup, latest_run, load_model, load_run, read_history,
+                           save_model_atomically, write_card)
+from liverlib.schedule import piecewise_lr
+from liverlib.splits import save_split, split_for
 
-MODEL_FILE = "model.keras"
-CARD_FILE = "model_card.json"
-HISTORY_FILE = "history.csv"
 MONITOR = "val_loss"
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    history: pd.DataFrame
-    card: dict
-    model: object  # keras.Model
-
-
-def piecewise_lr(config: RunConfig):
-    """epoch (from 0) -> learning rate: lr0 * factor ** (epoch // every)."""
-    def schedule(epoch: int, lr: float | None = None) -> float:
-        return float(config.learning_rate * config.lr_drop_factor ** (epoch // config.lr_drop_every))
-    return schedule
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> dict[int, float]:
@@ -79,8 +60,6 @@ def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
 def training_data(config: RunConfig, manifest: pd.DataFrame):
     """The training and validation rows of a split and their pipelines (augmented, shuffled training
     batches; plain validation batches), after seeding everything for a reproducible run."""
-    from liverlib.preprocess import make_pipeline
-
     train_rows = manifest[manifest["split"] == "train"]
     val_rows = manifest[manifest["split"] == "val"]
     window = (config.window_level, config.window_width)
@@ -94,9 +73,9 @@ def training_data(config: RunConfig, manifest: pd.DataFrame):
 
 def compile_for_training(model, config: RunConfig) -> None:
     """The paper's recipe: Adam (lr, beta_1, beta_2 from the config), sparse categorical cross-entropy,
-    accuracy; XLA only if ``config.xla`` (slower on CPU, shared/FINDINGS.md); optimiser variables created
+    accuracy; XLA only if ``config.xla`` (a GPU option, off by default); optimiser variables created
     eagerly. A model built under mixed precision (:func:`precision_policy`) gets Keras' loss scaling."""
-    import keras
+    import keras  # local: heavy dependency
 
     optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
@@ -108,7 +87,7 @@ def compile_for_training(model, config: RunConfig) -> None:
 @contextlib.contextmanager
 def precision_policy(config: RunConfig):
     """Keras' mixed_float16 policy while a model is built, if the config asks for mixed precision (GPU)."""
-    import keras
+    import keras  # local: heavy dependency
 
     previous = keras.mixed_precision.global_policy()
     if config.mixed_precision:
@@ -126,8 +105,6 @@ def build_compiled_metrics(model) -> None:
     traced twice. For ResNet-50 the second trace costs 15-20 s on this CPU, in every training process and
     every Hyperband trial. No forward pass is run; the metrics are reset afterwards.
     """
-    import numpy as np
-
     classes = int(model.output_shape[-1])
     y_true = np.zeros((1,), "int32")
     y_pred = np.full((1, classes), 1.0 / classes, "float32")
@@ -144,7 +121,7 @@ def build_optimizer(model) -> None:
 
 def default_strategy():
     """MirroredStrategy over all GPUs when more than one is visible, else TensorFlow's default strategy."""
-    import tensorflow as tf
+    import tensorflow as tf  # local: heavy dependency
 
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -152,40 +129,15 @@ def default_strategy():
 
 def make_deterministic(seed: int) -> None:
     """Same seed, same run: seeds Python, NumPy and TensorFlow, and asks TensorFlow for deterministic ops."""
-    import keras
+    import keras  # local: heavy dependency
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
 
-def read_history(run_dir: Path) -> pd.DataFrame:
-    """history.csv with one row per epoch (a re-run epoch after a resume keeps its last row)."""
-    path = Path(run_dir) / HISTORY_FILE
-    if not path.is_file() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    history = pd.read_csv(path)
-    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
-
-
-def _save_atomically(model, path: Path) -> None:
-    """Write the model to a temporary file and rename it into place: a kill at any moment leaves either the
-    old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def latest_backup(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest complete end-of-epoch backup of an interrupted run, and its epoch (from 0)."""
-    files = sorted((Path(run_dir) / "backup").glob("epoch-*.keras"))
-    if not files:
-        return None
-    return files[-1], int(files[-1].stem.split("-")[1])
-
-
 def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
-    import keras
+    import keras  # local: heavy dependency
 
     best = float(history[MONITOR].min()) if len(history) and MONITOR in history else None
 
@@ -210,12 +162,12 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
             value = (logs or {}).get(MONITOR)
             if value is not None and value < self.best:
                 self.best = value
-                _save_atomically(self.model, run_dir / MODEL_FILE)
-            backup = run_dir / "backup"
-            backup.mkdir(exist_ok=True)
-            _save_atomically(self.model, backup / f"epoch-{epoch:04d}.keras")
-            for old in backup.glob("epoch-*.keras"):
-                if old.name != f"epoch-{epoch:04d}.keras":
+                save_model_atomically(self.model, run_dir / MODEL_FILE)
+            current = backup_file(run_dir, epoch)
+            current.parent.mkdir(exist_ok=True)
+            save_model_atomically(self.model, current)
+            for old in current.parent.glob("epoch-*.keras"):
+                if old.name != current.name:
                     old.unlink(missing_ok=True)
 
     return [
@@ -236,11 +188,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     ``strategy``: a ``tf.distribute`` strategy
     (default: :func:`default_strategy`, MirroredStrategy when more than one GPU is visible).
     """
-    import keras
-
-    from liverlib.data import load_dataset
-    from liverlib.model import build_modified_resnet50, set_trainable_stages
-    from liverlib.splits import save_split, split_for
+    from liverlib.model import build_modified_resnet50, set_trainable_stages  # local: heavy dependency (Keras)
 
     if manifest is None:
         dataset = load_dataset(config=config)
@@ -255,11 +203,11 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         elif not resume:
             raise LiverlibError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to "
                                 "start again")
-        elif (run_dir / CARD_FILE).is_file() and not (run_dir / "backup").exists():
+        elif (run_dir / CARD_FILE).is_file() and not (run_dir / BACKUP_DIR).exists():
             print(f"found a finished run in {run_dir}; loading it (delete the folder, or pass overwrite, to retrain)")
             return load_run(run_dir, with_history=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    split_sha = save_split(manifest, run_dir / "split.csv")
+    split_sha = save_split(manifest, run_dir / SPLIT_FILE)
 
     train_rows, val_rows, train_ds, val_ds = training_data(config, manifest)
     strategy = strategy or default_strategy()
@@ -267,7 +215,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         backup = latest_backup(run_dir)
         started_file = run_dir / "run_started.json"
         if backup is not None:  # an interrupted run: its model and optimiser state after the last full epoch
-            model = keras.saving.load_model(backup[0], safe_mode=True)
+            model = load_model(backup[0])
             started = json.loads(started_file.read_text()) if started_file.is_file() else {}
             model.weights_source = started.get("weights", "unknown")
             done = backup[1] + 1
@@ -308,15 +256,15 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
                       callbacks=_callbacks(config, run_dir, read_history(run_dir)), verbose=verbose)
             done = len(read_history(run_dir))  # fewer than `end` when early stopping ended the phase
         elapsed = time.perf_counter() - start
-    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
 
-    best = keras.saving.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    best = load_model(run_dir / MODEL_FILE)
     history = read_history(run_dir)
     metrics = validation_metrics(best, val_ds, val_rows["label"].to_numpy())
     card = model_card(config, manifest, history, metrics, model.weights_source, cw, split_sha,
                       train_seconds=round(elapsed, 1))
-    (run_dir / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
-    plot_curves(history, config, run_dir / "curves.png")
+    write_card(run_dir, card)
+    plot_curves(history, config, run_dir / CURVES_FILE)
     return RunResult(run_dir=run_dir, history=history, card=card, model=best)
 
 
@@ -343,19 +291,14 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
 
 
 def validation_metrics(model, val_ds, labels: np.ndarray) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-    probs = model.predict(val_ds, verbose=0)
-    pred = probs.argmax(axis=1)
-    return {"val_accuracy": float(accuracy_score(labels, pred)),
-            "val_balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
-            "val_macro_f1": float(f1_score(labels, pred, average="macro", labels=range(len(CLASS_NAMES)),
-                                           zero_division=0))}
+    """The model card's validation figures: accuracy, balanced accuracy and macro-F1 (see :func:`scores`)."""
+    found = scores(labels, model.predict(val_ds, verbose=0), CLASS_NAMES)
+    return {f"val_{key}": found[key] for key in ("accuracy", "balanced_accuracy", "macro_f1")}
 
 
 def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = None):
     """Loss, accuracy and learning rate per epoch."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: heavy dependency
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     epochs = history["epoch"] + 1 if len(history) else []
@@ -380,51 +323,6 @@ def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = No
     return fig
 
 
-def latest_run(config: RunConfig, same_settings: bool = True) -> Path | None:
-    """The newest finished run of the configuration's profile under its artifacts folder, if there is one.
-
-    With ``same_settings`` (the default), only a run trained under this configuration's training settings
-    counts (see :func:`liverlib.config.training_settings_key`): after a profile changes, its old runs are not
-    taken for new ones.
-    """
-    runs = [p for p in (config.artifacts_dir / "runs").glob(f"{config.profile}-*") if (p / CARD_FILE).is_file()]
-    if same_settings:
-        key = training_settings_key(config)
-        runs = [p for p in runs if _card_settings_key(p) == key]
-    return max(runs, key=lambda p: (p / CARD_FILE).stat().st_mtime) if runs else None
-
-
-def _card_settings_key(run_dir: Path) -> str | None:
-    try:
-        return json.loads((run_dir / CARD_FILE).read_text()).get("settings_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def trained_run(config: RunConfig) -> Path:
     """A finished run for the profile: the newest one there is, or a new one trained with its defaults."""
     return latest_run(config) or train(config).run_dir
-
-
-def load_run(run_dir: str | os.PathLike, with_history: bool = False) -> RunResult:
-    """A finished run: its model (loaded in Keras safe mode) and model card."""
-    import keras
-
-    run_dir = Path(run_dir)
-    card_path, model_path = run_dir / CARD_FILE, run_dir / MODEL_FILE
-    if not card_path.is_file() or not model_path.is_file():
-        raise LiverlibError(f"{run_dir} is not a finished training run (no {CARD_FILE} or {MODEL_FILE}); "
-                            "train one with `liverlib train`")
-    card = json.loads(card_path.read_text())
-    missing = {"class_names", "input_size", "window"} - set(card)
-    if missing:
-        raise LiverlibError(f"{card_path} lacks {', '.join(sorted(missing))}; the model cannot be applied safely")
-    try:
-        model = keras.saving.load_model(model_path, safe_mode=True)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
-            raise LiverlibError(f"{model_path} needs unsafe deserialisation (it contains arbitrary code, such as a "
-                                "Lambda layer); refusing to load it") from None
-        raise LiverlibError(f"{model_path} could not be loaded: {exc}") from None
-    return RunResult(run_dir=run_dir, history=read_history(run_dir) if with_history else pd.DataFrame(),
-                     card=card, model=model)

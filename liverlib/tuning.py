@@ -28,8 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liverlib.config import CLASS_NAMES, RunConfig
+from liverlib.config import CLASS_NAMES, RunConfig, training_settings_key
+from liverlib.data import data_key, load_dataset
 from liverlib.errors import LiverlibError
+from liverlib.metrics import scores
+from liverlib.runs import CARD_FILE, MODEL_FILE, SPLIT_FILE, write_card
+from liverlib.schedule import piecewise_lr
+from liverlib.splits import save_split, split_for
+from liverlib.train import (class_weights_for, compile_for_training, model_card, precision_policy, training_data,
+                            validation_metrics)
 
 PAPER_BEST = {"dense_units": 256, "dropout": 0.5, "lr_drop_factor": 0.1}
 SEARCH_SPACE = {"dense_units": [128, 256, 512], "dropout": (0.3, 0.7, 0.1), "lr_drop_factor": (0.1, 0.5, 0.1)}
@@ -45,25 +52,22 @@ def drop_every(config: RunConfig) -> int:
 
 def macro_f1_callback(val_data, labels):
     """A Keras callback that adds ``val_macro_f1`` to each epoch's logs (the macro-F1 objective)."""
-    import keras
-    from sklearn.metrics import f1_score
+    import keras  # local: heavy dependency
 
     class MacroF1(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            pred = self.model.predict(val_data, verbose=0).argmax(axis=1)
             if logs is not None:
-                logs["val_macro_f1"] = float(f1_score(labels, pred, average="macro", labels=range(len(CLASS_NAMES)),
-                                                      zero_division=0))
+                probs = self.model.predict(val_data, verbose=0)
+                logs["val_macro_f1"] = scores(labels, probs, CLASS_NAMES)["macro_f1"]
 
     return MacroF1()
 
 
 def _hypermodel_class():
-    import keras
+    import keras  # local: heavy dependency
     import keras_tuner
 
-    from liverlib.model import build_modified_resnet50
-    from liverlib.train import compile_for_training, precision_policy
+    from liverlib.model import build_modified_resnet50  # local: imports Keras
 
     class LiverHyperModel(keras_tuner.HyperModel):
         """The modified ResNet-50 with the paper's search space; fit adds the trial's LR schedule."""
@@ -82,9 +86,9 @@ def _hypermodel_class():
             return model
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
-            factor, every, lr = hp.get("lr_drop_factor"), drop_every(self.config), self.config.learning_rate
+            trial = self.config.replace(lr_drop_factor=hp.get("lr_drop_factor"), lr_drop_every=drop_every(self.config))
             callbacks = list(callbacks or []) + [
-                keras.callbacks.LearningRateScheduler(lambda epoch, _=None: lr * factor ** (epoch // every)),
+                keras.callbacks.LearningRateScheduler(piecewise_lr(trial)),
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
             ]
             if self.objective == "val_macro_f1":
@@ -131,9 +135,6 @@ class TuneResult:
 def default_project_dir(config: RunConfig, manifest: pd.DataFrame, objective: str) -> Path:
     """``tuning/<profile>-<data key>-<settings key>-seed<seed>-<objective>``: a search under other settings
     (image size, budget...) starts its own project rather than continuing this one."""
-    from liverlib.config import training_settings_key
-    from liverlib.data import data_key
-
     key = training_settings_key(config, tuning=True)[:8]
     return config.artifacts_dir / "tuning" / f"{config.profile}-{data_key(manifest)[:10]}-{key}-seed{config.seed}-{objective}"
 
@@ -141,11 +142,7 @@ def default_project_dir(config: RunConfig, manifest: pd.DataFrame, objective: st
 def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: str | os.PathLike | None = None, *,
          objective: str = "val_accuracy", overwrite: bool = False, verbose: int = 2) -> TuneResult:
     """Run (or continue) the Hyperband search; on the chief or a single machine, write the best run folder."""
-    import keras_tuner
-
-    from liverlib.data import load_dataset
-    from liverlib.splits import split_for
-    from liverlib.train import class_weights_for, training_data
+    import keras_tuner  # local: heavy dependency
 
     if objective not in OBJECTIVES:
         raise LiverlibError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -194,8 +191,6 @@ def trials_table(oracle) -> pd.DataFrame:
 def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best_hp, objective,
                     class_weights=None) -> Path:
     """The best trial's checkpoint as a run folder with its model card (written once)."""
-    from liverlib.splits import save_split
-    from liverlib.train import CARD_FILE, MODEL_FILE, model_card, validation_metrics
 
     run_dir = project_dir / "best-run"
     if (run_dir / CARD_FILE).is_file():
@@ -207,7 +202,7 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model = tuner.get_best_models(1)[0]
     model.save(tmp / MODEL_FILE)
-    split_sha = save_split(manifest, tmp / "split.csv")
+    split_sha = save_split(manifest, tmp / SPLIT_FILE)
     best_config = config.replace(dense_units=int(best_hp["dense_units"]), dropout=float(best_hp["dropout"]),
                                  lr_drop_factor=float(best_hp["lr_drop_factor"]))
     metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy())
@@ -216,7 +211,7 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
                               "hyperparameters": {k: round(best_hp[k], 4) if isinstance(best_hp[k], float) else best_hp[k]
                                                   for k in PAPER_BEST},
                               "epochs": best_hp.get("tuner/epochs"), "project": str(project_dir)})
-    (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, default=str) + "\n")
+    write_card(tmp, card)
     tmp.rename(run_dir)
     return run_dir
 
@@ -229,7 +224,7 @@ def paper_comparison(best: dict) -> pd.DataFrame:
 
 def plot_scores(trials: pd.DataFrame, objective: str = "score"):
     """Score against each hyperparameter, one point per trial (size: epochs trained)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # local: heavy dependency
 
     done = trials.dropna(subset=["score"])
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)

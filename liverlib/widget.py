@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from liverlib.classify import DISCLAIMER, Classification, display_name, get_classifier
+from liverlib.config import load_config
 from liverlib.errors import LiverlibError
+from liverlib.runs import latest_run
 from liverlib.windowing import WINDOWS
 
 ACCEPT = ".png,.jpg,.jpeg,.bmp,.tif,.tiff,.dcm,.dicom"
@@ -39,7 +41,7 @@ def _png_data_uri(image: np.ndarray, width: int = 200) -> str:
 
 def result_html(result: Classification) -> str:
     """One file's result as HTML: slice, Grad-CAM overlay, probability bars, warnings."""
-    from liverlib.explain import overlay
+    from liverlib.explain import overlay  # local: explain imports Keras
 
     bars = []
     for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
@@ -70,9 +72,6 @@ def error_html(name: str, message: str) -> str:
 
 def find_run(config=None) -> Path | None:
     """The model to serve: ``$LIVERLIB_MODEL`` if set, else the newest finished run of the profile."""
-    from liverlib.config import load_config
-    from liverlib.train import latest_run
-
     if os.environ.get(MODEL_ENV):
         return Path(os.environ[MODEL_ENV]).expanduser()
     return latest_run(config or load_config(), same_settings=False)

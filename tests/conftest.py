@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
 
     from liverlib.config import CLASS_NAMES
     from liverlib.model import build_modified_resnet50
-    from liverlib.train import CARD_FILE, MODEL_FILE
+    from liverlib.runs import CARD_FILE, MODEL_FILE
 
     keras.utils.set_random_seed(0)
     run_dir = tmp_path_factory.mktemp("tiny_run")

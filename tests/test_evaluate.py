@@ -8,8 +8,9 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support,
                              roc_auc_score)
 
-from liverlib.evaluate import (apply_temperature, batched_metrics, bootstrap_ci, bootstrap_weights, compute_metrics,
-                               confusion, expected_calibration_error, fit_temperature, recompute_accuracy, table2)
+from liverlib.evaluate import (apply_temperature, bootstrap_ci, bootstrap_weights, fit_temperature, recompute_accuracy,
+                               table2)
+from liverlib.metrics import batched_scores, confusion, expected_calibration_error, scores
 
 NAMES = ["benign", "cirrhosis", "malignant", "normal"]
 # a fixed confusion matrix (rows true, columns predicted)
@@ -38,7 +39,7 @@ def _probs_for(y_pred, k=4, seed=0):
 def test_metrics_match_scikit_learn_and_specificity_by_hand():
     y_true, y_pred = _labels_from(CM)
     probs = _probs_for(y_pred)
-    m = compute_metrics(y_true, probs, NAMES)
+    m = scores(y_true, probs, NAMES)
     assert np.array_equal(confusion(y_true, y_pred, 4), CM)
     assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
     assert m["accuracy"] == pytest.approx(95 / 120)
@@ -54,7 +55,7 @@ def test_metrics_match_scikit_learn_and_specificity_by_hand():
     # specificity of "malignant" by hand: TN = all - row - column + diagonal = 120 - 30 - 26 + 20 = 84, FP = 6
     assert m["per_class"]["malignant"]["specificity"] == pytest.approx(84 / 90)
     assert m["per_class"]["cirrhosis"]["specificity"] == pytest.approx((120 - 10 - 11 + 8) / (120 - 10))
-    batched = batched_metrics(y_true, probs, 4, np.ones((3, len(y_true))))
+    batched = batched_scores(y_true, probs, 4, np.ones((3, len(y_true))))
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece"):
         np.testing.assert_allclose(batched[key], m[key], err_msg=key)
     for key in ("precision", "recall", "specificity", "f1"):
@@ -68,9 +69,9 @@ def test_batched_metrics_match_scikit_learn_with_weights_and_ties():
     probs = rng.dirichlet(np.ones(4), n).round(2)  # rounding makes tied scores
     probs /= probs.sum(axis=1, keepdims=True)
     w = rng.integers(0, 3, (5, n)).astype(float)
-    batched = batched_metrics(y, probs, 4, w)
+    batched = batched_scores(y, probs, 4, w)
     for b in range(5):
-        ref = compute_metrics(y, probs, NAMES, weights=w[b])
+        ref = scores(y, probs, NAMES, weights=w[b])
         for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece"):
             assert batched[key][b] == pytest.approx(ref[key]), key
 
@@ -132,7 +133,7 @@ def test_temperature_scaling_fixes_overconfidence():
 
 def test_table2_layout_and_the_papers_own_accuracy():
     y_true, y_pred = _labels_from(CM)
-    m = compute_metrics(y_true, _probs_for(y_pred), NAMES)
+    m = scores(y_true, _probs_for(y_pred), NAMES)
     table = table2(m)
     assert list(table.index) == NAMES + ["macro avg", "weighted avg"]
     assert table.loc["weighted avg", "support"] == 120

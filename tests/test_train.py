@@ -16,7 +16,7 @@ import pytest
 
 from liverlib.errors import LiverlibError
 from liverlib.phantom import write_phantom_dataset
-from liverlib.train import latest_backup, read_history
+from liverlib.runs import latest_backup, read_history
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +80,7 @@ def test_same_seed_same_metrics(two_runs):
 
 
 def test_saved_model_loads_in_safe_mode(two_runs):
-    from liverlib.train import load_run
+    from liverlib.runs import load_run
 
     run = load_run(two_runs[0][0])
     assert run.model.output_shape == (None, 4)
@@ -132,7 +132,7 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     assert set(card["class_weights"]) == {"0", "1", "2", "3"} and card["config"]["class_weighting"] is True
     assert card["config"]["batch_size"] == 12  # --batch-size overrides the profile's 16
     assert "class weights: benign" in resumed.stdout
-    from liverlib.train import load_run
+    from liverlib.runs import load_run
 
     assert all(layer.trainable for layer in load_run(out).model.layers)  # fine-tuning ends with every stage
     if done_before == 1:  # resumed at the phase boundary: the whole network trains from here on
@@ -152,7 +152,7 @@ def test_train_refuses_a_dataset_too_small_to_split(tmp_path):
 def test_load_run_refuses_unsafe_or_incomplete_models(tmp_path):
     import keras
 
-    from liverlib.train import load_run
+    from liverlib.runs import load_run
 
     with pytest.raises(LiverlibError, match="not a finished training run"):
         load_run(tmp_path)
@@ -167,7 +167,8 @@ def test_load_run_refuses_unsafe_or_incomplete_models(tmp_path):
 
 def test_learning_rate_schedule_and_class_weights():
     from liverlib.config import load_config
-    from liverlib.train import balanced_class_weights, piecewise_lr
+    from liverlib.schedule import piecewise_lr
+    from liverlib.train import balanced_class_weights
 
     schedule = piecewise_lr(load_config("paper"))
     assert [schedule(e) for e in (0, 19, 20, 39, 40, 79)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7])
@@ -178,7 +179,7 @@ def test_learning_rate_schedule_and_class_weights():
 def test_latest_run_ignores_runs_trained_under_other_settings(tmp_path):
     """After a profile changes (say, its image size), its old runs are not taken for the new profile's run."""
     from liverlib.config import load_config, training_settings_key
-    from liverlib.train import latest_run
+    from liverlib.runs import latest_run
 
     config = load_config("laptop", artifacts_dir=tmp_path)
     old = config.replace(image_size=96)
