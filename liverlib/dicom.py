@@ -172,7 +172,8 @@ def number(ds, keyword: str, name: str, default: float | None = None, index: int
         return float(value)
     except (TypeError, ValueError, OverflowError):
         shown = str(value)[:24]
-        raise LiverlibError(f"{name}: {keyword} {shown!r} is not a number; the header is damaged, re-export the file") from None
+        raise LiverlibError(f"{name}: {keyword} {shown!r} is not a number; the header is damaged, re-export "
+                            "the file") from None
 
 
 def _count(ds, keyword: str, name: str, default: int | None = None) -> int:
@@ -180,7 +181,8 @@ def _count(ds, keyword: str, name: str, default: int | None = None) -> int:
     if value is None:
         raise LiverlibError(f"{name} has pixel data but no {keyword}; the header is incomplete, re-export the file")
     if not math.isfinite(value) or value != int(value) or value < 0:
-        raise LiverlibError(f"{name}: {keyword} {value:g} is not a whole number; the header is damaged, re-export the file")
+        raise LiverlibError(f"{name}: {keyword} {value:g} is not a whole number; the header is damaged, re-export "
+                            "the file")
     return int(value)
 
 
@@ -233,7 +235,8 @@ def _check_length(ds, name: str, rows: int, cols: int, spp: int, bits: int, fram
         return
     have, fits = length * 8, []
     for keyword, others, test in (("Rows", cols * spp * bits, None), ("Columns", rows * spp * bits, None),
-                                  ("BitsAllocated", rows * cols * spp, _BITS[1:4]), ("SamplesPerPixel", rows * cols * bits, (1, 3))):
+                                  ("BitsAllocated", rows * cols * spp, _BITS[1:4]),
+                                  ("SamplesPerPixel", rows * cols * bits, (1, 3))):
         if others and have % others == 0 and (test is None or have // others in test) and have // others > 0:
             value = have // others
             square = (value == cols) if keyword == "Rows" else (value == rows) if keyword == "Columns" else rows == cols
@@ -241,24 +244,26 @@ def _check_length(ds, name: str, rows: int, cols: int, spp: int, bits: int, fram
     hint = ""
     if fits:
         fits.sort()
-        hint = f" ({fits[0][1]} would fit" + (f"; or {', '.join(f for _, f in fits[1:])}" if len(fits) > 1 else "") + ")"
+        others = f"; or {', '.join(f for _, f in fits[1:])}" if len(fits) > 1 else ""
+        hint = f" ({fits[0][1]} would fit{others})"
     raise LiverlibError(f"{name}: its header does not match its pixel data: Rows {rows} x Columns {cols} x "
                         f"SamplesPerPixel {spp} at BitsAllocated {bits} needs {expected:,} bytes, but PixelData holds "
                         f"{length:,} bytes{hint}; the file is damaged, re-export it from the scanner or PACS")
 
 
 def rescale(ds, name: str) -> tuple[float, float]:
-    """RescaleSlope and RescaleIntercept, checked: finite, slope within SLOPE_RANGE, intercept within +-INTERCEPT_LIMIT."""
+    """RescaleSlope and RescaleIntercept, checked: finite, the slope within SLOPE_RANGE, the intercept within
+    +-INTERCEPT_LIMIT."""
     slope = number(ds, "RescaleSlope", name, 1.0)
     intercept = number(ds, "RescaleIntercept", name, 0.0)
     if not (math.isfinite(slope) and SLOPE_RANGE[0] <= slope <= SLOPE_RANGE[1]):
-        raise LiverlibError(f"{name}: RescaleSlope {slope:g} is not a plausible CT rescale (it must be a finite number "
-                            f"from {SLOPE_RANGE[0]:g} to {SLOPE_RANGE[1]:g}; CT scanners write 1); the header is damaged, "
-                            "re-export the file")
+        raise LiverlibError(f"{name}: RescaleSlope {slope:g} is not a plausible CT rescale (it must be a finite "
+                            f"number from {SLOPE_RANGE[0]:g} to {SLOPE_RANGE[1]:g}; CT scanners write 1); the header "
+                            "is damaged, re-export the file")
     if not (math.isfinite(intercept) and abs(intercept) <= INTERCEPT_LIMIT):
-        raise LiverlibError(f"{name}: RescaleIntercept {intercept:g} is not a plausible CT rescale (it must be a finite "
-                            f"number within +-{INTERCEPT_LIMIT:g}; CT scanners write -1024 or -1000); the header is "
-                            "damaged, re-export the file")
+        raise LiverlibError(f"{name}: RescaleIntercept {intercept:g} is not a plausible CT rescale (it must be a "
+                            f"finite number within +-{INTERCEPT_LIMIT:g}; CT scanners write -1024 or -1000); the "
+                            "header is damaged, re-export the file")
     return slope, intercept
 
 

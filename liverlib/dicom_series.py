@@ -34,6 +34,7 @@ _SKIPS = {
     "localizer": "localiser/scout image(s) (ImageType LOCALIZER)",
     "no-position": "image(s) without a slice position (screen captures such as dose sheets)",
     "multi-frame": "multi-frame object(s) (enhanced CT/MR or cine; export classic single-frame slices)",
+    "not-axial": "coronal or sagittal image(s) inside an axial series (localisers/scouts?)",
 }
 
 
@@ -137,7 +138,7 @@ def _scan(folder_or_files) -> tuple[dict[str, SeriesInfo], list[str], str]:
     files, name = _paths(folder_or_files)
     skipped: dict[str, list[Path]] = {}
     series: dict[str, SeriesInfo] = {}
-    planes: dict[str, Counter] = {}
+    planes: dict[str, list[str]] = {}
     patients: dict[str, Path] = {}
     for path in files:
         ds = _read(path, defer_size=4096)
@@ -166,11 +167,15 @@ def _scan(folder_or_files) -> tuple[dict[str, SeriesInfo], list[str], str]:
             shape = (int(number(ds, "Rows", str(path), 0)), int(number(ds, "Columns", str(path), 0)))
             series[uid] = SeriesInfo(uid, text(ds, "SeriesNumber"), text(ds, "SeriesDescription"),
                                      text(ds, "Modality").upper(), "", shape=shape)
-            planes[uid] = Counter()
+            planes[uid] = []
         series[uid].files.append(path)
-        planes[uid][_plane(iop)] += 1
+        planes[uid].append(_plane(iop))
     for uid, info in series.items():
-        info.plane = planes[uid].most_common(1)[0][0]
+        info.plane = Counter(planes[uid]).most_common(1)[0][0]
+        if info.plane == "axial" and len(set(planes[uid])) > 1:  # scouts that share the series, not so marked
+            odd = [f for f, plane in zip(info.files, planes[uid]) if plane not in ("axial", "unknown")]
+            info.files = [f for f, plane in zip(info.files, planes[uid]) if plane in ("axial", "unknown")]
+            skipped.setdefault("not-axial", []).extend(odd)
     notes = [f"skipped {len(paths)} {_SKIPS[reason]}, e.g. {paths[0]}" for reason, paths in skipped.items()]
     if not series:
         what = "no DICOM file" if set(skipped) <= {"not-dicom"} else "no CT image series"
@@ -270,6 +275,8 @@ def read_series(info: SeriesInfo, name: str, notes=()) -> Volume:
     slices = [slices[i] for i in order]
     positions = np.array([s[3] @ down for s in slices])
     step, notes = _slice_step(positions, slices, where, ds), list(notes)
+    if len(slices) == 1:
+        notes.append(f"{where} has one slice; its z spacing ({step:g} mm) is the SliceThickness, or 1 mm without one")
     drift = np.array([[s[3] @ row, s[3] @ col] for s in slices])
     drift = float(np.abs(drift - drift[0]).max())
     if drift > 0.5 * min(spacing0):
@@ -293,8 +300,8 @@ def _slice_step(positions: np.ndarray, slices, where: str, ds) -> float:
     steps = np.diff(positions)
     for i in np.flatnonzero(steps < 0.01):
         raise LiverlibError(f"{where} has duplicate slices: {slices[i][0]} and {slices[i + 1][0]} are both at "
-                            f"{positions[i]:.2f} mm along the slice normal; remove the duplicates or export one "
-                            "acquisition per series")
+                            f"slice position {positions[i]:.2f} mm (ImagePositionPatient along the slice normal); "
+                            "remove the duplicates or export one acquisition per series")
     step = float(np.median(steps))
     for i in np.flatnonzero(steps > 1.5 * step):
         missing = round(steps[i] / step) - 1

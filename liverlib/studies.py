@@ -130,7 +130,8 @@ def _read_nifti(path: Path, name: str) -> Volume:
     if len(shape) < 2 or min(shape) < 1:
         raise LiverlibError(f"{name} has shape {shape}; a CT volume needs 3 dimensions (x, y, slices)")
     if dtype.fields is not None or dtype.kind not in "iuf":
-        raise LiverlibError(f"{name} stores {dtype} voxels (colour or complex); a CT volume stores one number per voxel")
+        raise LiverlibError(f"{name} stores {dtype} voxels (colour or complex); a CT volume stores one number "
+                            "per voxel")
     zooms = (zooms + [1.0, 1.0, 1.0])[:3]
     if not all(np.isfinite(z) and 0.01 <= z <= 50 for z in zooms):
         raise LiverlibError(f"{name}: its voxel size (pixdim) {[round(z, 4) for z in zooms]} mm is not plausible "
@@ -182,7 +183,8 @@ def _check_length(path: Path, header, shape, dtype) -> None:
             size = int.from_bytes(fh.read(4).ljust(4, b"\0"), "little")
     if size < needed:
         raise LiverlibError(f"{path} is truncated: its header declares {' x '.join(map(str, shape))} {dtype} voxels "
-                            f"({needed:,} bytes with the header) but the file holds {size:,} bytes; re-export the volume")
+                            f"({needed:,} bytes with the header) but the file holds {size:,} bytes; re-export the "
+                            "volume")
 
 
 # ---------------------------------------------------------------------------------------------- ZIP

@@ -60,7 +60,8 @@ def to_display(data: np.ndarray, affine_ras: np.ndarray, zooms, name: str) -> tu
     from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
     affine_ras = np.asarray(affine_ras, dtype=np.float64)
-    if affine_ras.shape != (4, 4) or not np.all(np.isfinite(affine_ras)) or abs(np.linalg.det(affine_ras[:3, :3])) < 1e-9:
+    if (affine_ras.shape != (4, 4) or not np.all(np.isfinite(affine_ras))
+            or abs(np.linalg.det(affine_ras[:3, :3])) < 1e-9):
         raise LiverlibError(f"{name}: its voxel-to-patient transform is degenerate (zero or non-finite voxel sizes "
                             "or directions), so its orientation is unknown; re-export it with its geometry")
     current = io_orientation(affine_ras)

@@ -145,14 +145,27 @@ def test_a_localiser_and_a_dose_report_are_skipped_with_a_note(tmp_path):
         del ds.ImagePositionPatient
 
     write_series(folder, _volume(7)[:1], series="dosesheet", mutate=dose_sheet)
+
+    def unmarked_scout(ds, k):  # in the axial series itself, ImageType not saying LOCALIZER
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]  # coronal
+
+    write_series(folder, _volume(7)[:1], names=lambda k: "scout_in_series.dcm", mutate=unmarked_scout)
     (folder / "README.txt").write_text("exported by the PACS")
     listing = find_series(folder)
     assert [s.count for s in listing] == [8]
     notes = " | ".join(listing.notes)
     assert "1 localiser" in notes and "without pixel data" in notes and "without a slice position" in notes
-    assert "not DICOM" in notes
+    assert "not DICOM" in notes and "coronal or sagittal image(s) inside an axial series" in notes
     (volume,) = read_study(folder)
     assert volume.hu.shape == SHAPE and any("localiser" in n for n in volume.notes)
+
+
+def test_a_single_slice_series_is_a_volume_of_one(tmp_path):
+    write_series(tmp_path / "s", _volume()[:1])
+    (volume,) = read_study(tmp_path / "s")
+    assert volume.hu.shape == (1, 32, 32) and volume.spacing_mm == pytest.approx((STEP, PIXEL, PIXEL))
+    assert any("has one slice" in n for n in volume.notes)
 
 
 def test_a_zip_of_a_series_reads_like_the_folder_and_names_the_archive(tmp_path):
@@ -213,13 +226,15 @@ BAD_SERIES = {
     "gap": (_gap, r"has a gap: .*s1_003.dcm and .*s1_005.dcm are 5.00 mm apart where the series steps 2.50 mm "
                   r"\(about 1 slice\(s\) missing\)"),
     "duplicates": (_duplicate, r"has duplicate slices: .* are both at"),
-    "uneven steps": (lambda f: write_series(f, mutate=_uneven), r"inconsistent slice spacing: steps of 2.50 mm and 3.30 mm"),
+    "uneven steps": (lambda f: write_series(f, mutate=_uneven),
+                     r"inconsistent slice spacing: steps of 2.50 mm and 3.30 mm"),
     "pixel spacing": (lambda f: write_series(f, mutate=_set(PixelSpacing=[0.9, 0.9])),
                       r"inconsistent pixel spacing: PixelSpacing is \[0.75, 0.75\] mm in .* but \[0.9, 0.9\] mm"),
     "orientation": (lambda f: write_series(f, mutate=_set(ImageOrientationPatient=[1, 0, 0, 0, 0.995, 0.0998749])),
                     r"inconsistent orientation: ImageOrientationPatient is \[1, 0, 0, 0, 1, 0\] in .* but "
                     r"\[1, 0, 0, 0, 0.995, 0.09987\]"),
-    "image size": (lambda f: write_series(f, mutate=_set(Rows=16, PixelData=b"\0" * 1024)), r"inconsistent image sizes"),
+    "image size": (lambda f: write_series(f, mutate=_set(Rows=16, PixelData=b"\0" * 1024)),
+                   r"inconsistent image sizes"),
     "coronal": (lambda f: write_series(f, mutate=_coronal), r"is coronal, not axial: export the axial series"),
 }
 
@@ -404,9 +419,11 @@ def _dicom_field_mutants(rng, path, count):
 
 
 def _nifti_field_mutants(rng, vol, tmp_path, count):
-    fields = {"dim": lambda: [int(rng.integers(0, 8)), *rng.integers(-2, 70000, 7)], "pixdim": lambda: rng.normal(0, 1e3, 8),
+    fields = {"dim": lambda: [int(rng.integers(0, 8)), *rng.integers(-2, 70000, 7)],
+              "pixdim": lambda: rng.normal(0, 1e3, 8),
               "datatype": lambda: int(rng.choice([0, 1, 2, 4, 16, 32, 128, 2304, 1792, 9999])),
-              "vox_offset": lambda: float(rng.integers(-10, 10**7)), "scl_slope": lambda: float(rng.choice([0, np.nan, 1e38, -5])),
+              "vox_offset": lambda: float(rng.integers(-10, 10**7)),
+              "scl_slope": lambda: float(rng.choice([0, np.nan, 1e38, -5])),
               "bitpix": lambda: int(rng.integers(0, 128)), "sform_code": lambda: int(rng.integers(-3, 9))}
     keys = sorted(fields)
     for i in range(count):
