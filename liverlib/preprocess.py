@@ -17,7 +17,10 @@ import functools
 
 import numpy as np
 
+from liverlib.crop import Crop, crop_grey
 from liverlib.imageio import decode_file, quantise8
+
+DEFAULT_WINDOW = (40.0, 400.0)  # the abdomen window PNG/JPEG slices are assumed to be stored with
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing TensorFlow at module load
 
@@ -46,17 +49,26 @@ def to_model_input(grey_uint8: np.ndarray) -> np.ndarray:
     return np.repeat(x[..., None], 3, axis=-1)
 
 
-def load_resized(path: str, size: int, window: tuple[float, float] | None = None) -> np.ndarray:
-    """Decode one file and resize it: the deterministic part of preprocessing, as uint8."""
-    return resize_grey(decode_file(path, window).grey8, size)
+def prepare_grey(grey: np.ndarray, size: int, crop: str = "none",
+                 window: tuple[float, float] | None = None) -> tuple[np.ndarray, Crop]:
+    """A decoded grey slice cropped (``crop``: none, body or liver; see :mod:`liverlib.crop`) and resized to
+    size x size uint8, with the crop it used: the one place training, evaluation and classify prepare pixels."""
+    cropped, box = crop_grey(grey, crop, window or DEFAULT_WINDOW)
+    return resize_grey(cropped, size), box
 
 
-def load_images(files, size: int, window: tuple[float, float] | None = None, workers: int = 4) -> np.ndarray:
-    """Many files decoded and resized in parallel threads: an (N, size, size) uint8 array."""
+def load_resized(path: str, size: int, window: tuple[float, float] | None = None, crop: str = "none") -> np.ndarray:
+    """Decode one file, crop it and resize it: the deterministic part of preprocessing, as uint8."""
+    return prepare_grey(decode_file(path, window).grey8, size, crop, window)[0]
+
+
+def load_images(files, size: int, window: tuple[float, float] | None = None, workers: int = 4,
+                crop: str = "none") -> np.ndarray:
+    """Many files decoded, cropped and resized in parallel threads: an (N, size, size) uint8 array."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        images = list(pool.map(lambda f: load_resized(str(f), size, window), files))
+        images = list(pool.map(lambda f: load_resized(str(f), size, window, crop), files))
     return np.stack(images) if images else np.zeros((0, size, size), np.uint8)
 
 
@@ -146,10 +158,11 @@ def __getattr__(name):  # RandomAffine is defined on first use, so importing thi
 
 
 def make_pipeline(files, labels, size: int, batch_size: int, training: bool, augmentation=None,
-                  window: tuple[float, float] | None = None, seed: int = 42, cache: bool = True):
+                  window: tuple[float, float] | None = None, seed: int = 42, cache: bool = True,
+                  crop: str = "none"):
     """A ``tf.data.Dataset`` of (images, labels) batches: images float32 (B, size, size, 3) in [0, 1].
 
-    Parallel decode and resize -> cache -> (training: shuffle) -> batch -> (training: RandomAffine) ->
+    Parallel decode, crop and resize -> cache -> (training: shuffle) -> batch -> (training: RandomAffine) ->
     grey to RGB and /255 -> prefetch.
     """
     import tensorflow as tf
@@ -158,7 +171,7 @@ def make_pipeline(files, labels, size: int, batch_size: int, training: bool, aug
     labels = np.asarray(labels, dtype=np.int32)
 
     def decode(path):
-        return load_resized(path.decode() if isinstance(path, bytes) else str(path), size, window)
+        return load_resized(path.decode() if isinstance(path, bytes) else str(path), size, window, crop)
 
     def tf_decode(path, label):
         image = tf.numpy_function(decode, [path], tf.uint8, stateful=False)
@@ -184,3 +197,50 @@ def make_pipeline(files, labels, size: int, batch_size: int, training: bool, aug
         return tf.repeat(x, 3, axis=-1), y
 
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# Input normalisation: what the network's weights expect of its 3-channel input. Model weights and their
+# normalisation go together: liverlib.weights.normalisation_for(model.weights_source) names the mode.
+#   "unit"            x / 255, into [0, 1]: the course's (and the paper's) preprocessing, for random
+#                     initialisation and for models trained with it.
+#   "imagenet-caffe"  keras.applications.resnet50.preprocess_input ("caffe" mode): 0-255 RGB -> BGR, then
+#                     minus the ImageNet channel means (B 103.939, G 116.779, R 123.68), no scaling: what
+#                     Keras' ImageNet ResNet-50 weights were trained on. On a grey slice copied to 3
+#                     channels the channel swap changes nothing; the means still differ per channel.
+NORMALISATION_MODES = ("unit", "imagenet-caffe")
+IMAGENET_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _check_normalisation(mode: str, channels) -> None:
+    from liverlib.errors import LiverlibError
+
+    if mode not in NORMALISATION_MODES:
+        raise LiverlibError(f"unknown input normalisation {mode!r}; use one of {', '.join(NORMALISATION_MODES)}")
+    if mode == "imagenet-caffe" and channels is not None and channels != 3:  # None: not known in a graph
+        raise LiverlibError(f"'imagenet-caffe' normalisation needs 3 channels (last axis), got {channels}")
+
+
+def normalise(x, mode: str = "unit") -> np.ndarray:
+    """0-255 images (uint8 or float; channels last, 3 channels for "imagenet-caffe") -> float32 network input.
+
+    ``mode``: one of :data:`NORMALISATION_MODES` (see the comment above them). Equal to
+    ``keras.applications.resnet50.preprocess_input`` for "imagenet-caffe" and to :func:`to_model_input`'s
+    /255 for "unit"; :func:`normalise_tf` computes the same inside a ``tf.data`` pipeline.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    _check_normalisation(mode, x.shape[-1] if x.ndim else 0)
+    if mode == "unit":
+        return x / 255.0
+    return x[..., ::-1] - np.asarray(IMAGENET_CAFFE_MEAN_BGR, dtype=np.float32)
+
+
+def normalise_tf(x, mode: str = "unit"):
+    """:func:`normalise` as TensorFlow operations (for ``tf.data`` maps and graphs); returns float32."""
+    import tensorflow as tf
+
+    x = tf.cast(x, tf.float32)
+    rank = x.shape.rank
+    _check_normalisation(mode, None if rank is None else x.shape[-1] if rank else 0)
+    if mode == "unit":
+        return x / 255.0
+    return tf.reverse(x, axis=[-1]) - tf.constant(IMAGENET_CAFFE_MEAN_BGR, dtype=tf.float32)
