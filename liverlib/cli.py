@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the profile's batch size (a GPU trains faster at 128-256; the paper used 46)")
     p.add_argument("--seed", type=int, default=None, help="override the profile's seed")
     p.add_argument("--weights", default=None,
-                   help="backbone weights: 'imagenet' (from the Keras cache, if there) or a weights file")
+                   help="backbone weights: 'imagenet' (Keras' published file, downloaded once into the Keras "
+                        "cache and hash-checked; random initialisation when it cannot be had) or a weights file")
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
                    help="weight classes by inverse frequency (default: the profile's; on in laptop, off in paper)")
     p.add_argument("--head-only-epochs", type=int, default=None,

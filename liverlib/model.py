@@ -6,14 +6,15 @@ classes; we use one unit per class (4 units, 1,028 parameters).
 
 The backbone is a flat part of the model (no nested sub-model), so Grad-CAM can reach
 ``conv5_block3_out`` with ``model.get_layer``. ImageNet weights (the paper's transfer learning) load from
-a local file, or from the Keras cache when a copy is there; when neither exists the model starts from
-random initialisation and says so once.
+a local file, or, with ``weights="imagenet"``, from Keras' published file, downloaded once into the Keras
+cache and checked against its published hash (:mod:`liverlib.weights`); when it cannot be had the model
+starts from random initialisation and says so once. ``model.weights_source`` says which weights the
+backbone starts from, and :func:`liverlib.weights.normalisation_for` which input normalisation they need.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import keras
@@ -21,17 +22,10 @@ from keras import layers
 
 from liverlib.blocks import batch_norm, dense, global_average_pool, resnet50_backbone
 from liverlib.errors import LiverlibError
+from liverlib.weights import IMAGENET_NOTOP_FILE, KERAS_RESNET50_NOTOP_MD5, file_hash, obtain_imagenet_weights, report
+from liverlib.weights import normalisation_for  # noqa: F401  (re-exported: the normalisation a model's weights need)
 
-IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 LAST_CONV_LAYER = "conv5_block3_out"
-_warned_random = False
-
-
-def imagenet_weights_path() -> Path | None:
-    """The ImageNet ResNet-50 (no top) weights file in the Keras cache, if a copy is there."""
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    path = home / "models" / IMAGENET_NOTOP_FILE
-    return path if path.is_file() else None
 
 
 def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
@@ -62,8 +56,14 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
                             dropout: float = 0.5, weights: str | os.PathLike | None = None) -> keras.Model:
     """ResNet-50 (from the paper's equations) with the paper's Table 1 head.
 
-    ``weights``: None for random initialisation; ``"imagenet"`` to use the Keras cache's copy when there
-    is one (random initialisation, with one message, when there is not); or a path to a weights file.
+    ``weights``: None for random initialisation; ``"imagenet"`` for Keras' published ImageNet weights, from
+    the Keras cache or downloaded and verified (:func:`liverlib.weights.fetch_imagenet_weights`; random
+    initialisation, with one message, when they cannot be had); or a path to a weights file.
+
+    ``model.weights_source`` records the outcome: ``"imagenet (keras resnet50 notop, md5 ...)"``,
+    ``"random initialisation (ImageNet weights unavailable: <reason>)"``, ``"random initialisation"``, or
+    ``"<file name> (<n> layers)"``; ``normalisation_for(model.weights_source)`` names the input
+    normalisation the weights need.
     """
     if num_classes < 2:
         raise LiverlibError(f"a classifier needs at least 2 classes, got {num_classes}")
@@ -81,19 +81,18 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
     model = keras.Model(inputs, outputs, name="modified_resnet50")
 
     if weights == "imagenet":
-        cached = imagenet_weights_path()
-        if cached is None:
-            global _warned_random
-            if not _warned_random:
-                warnings.warn(f"ImageNet weights not found (expected {IMAGENET_NOTOP_FILE} in the Keras cache, "
-                              "~/.keras/models/); training starts from random initialisation", stacklevel=2)
-                _warned_random = True
-            model.weights_source = "random initialisation (ImageNet weights not available)"
-            return model
-        weights = cached
-    if weights is not None:
+        fetched = obtain_imagenet_weights()
+        report(fetched)  # one message when falling back to random initialisation
+        if fetched.path is not None:
+            _load_backbone_weights(model, fetched.path, input_shape)
+        model.weights_source = fetched.weights_source
+    elif weights is not None:
         filled = _load_backbone_weights(model, weights, input_shape)
-        model.weights_source = f"{Path(weights).name} ({filled} layers)"
+        path = Path(weights).expanduser()
+        if path.suffix == ".h5" and file_hash(path, "md5") == KERAS_RESNET50_NOTOP_MD5:  # a copy of Keras' file
+            model.weights_source = f"imagenet (keras resnet50 notop, md5 {KERAS_RESNET50_NOTOP_MD5}, from {path})"
+        else:
+            model.weights_source = f"{path.name} ({filled} layers)"
     else:
         model.weights_source = "random initialisation"
     return model

@@ -18,7 +18,7 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch, tmp_path):
     """Tests never read the developer's own LIVERLIB_* settings, and write artifacts under tmp_path."""
-    for name in ("LIVERLIB_PROFILE", "LIVERLIB_DATA_DIR"):
+    for name in ("LIVERLIB_PROFILE", "LIVERLIB_DATA_DIR", "LIVERLIB_WEIGHTS_URL", "LIVERLIB_WEIGHTS_HASH"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LIVERLIB_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
 

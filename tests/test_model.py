@@ -119,14 +119,23 @@ def test_bad_weights_files_are_clear_errors(tmp_path):
         build_modified_resnet50(4, 64, weights=junk)
 
 
-def test_imagenet_without_a_local_copy_says_so_and_starts_random(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    import liverlib.model as model_module
+def test_imagenet_weights_that_cannot_be_had_say_so_and_start_random(tmp_path, monkeypatch):
+    """No cached copy and no server (a closed port): one message, random initialisation (tests/test_weights.py
+    covers downloads)."""
+    import socket
 
-    monkeypatch.setattr(model_module, "_warned_random", False)
-    with pytest.warns(UserWarning, match="ImageNet weights not found"):
+    from liverlib import weights
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setenv(weights.URL_ENV, f"http://127.0.0.1:{port}/weights.h5")
+    monkeypatch.setattr(weights, "_failures", {})
+    monkeypatch.setattr(weights, "_reported", set())
+    with pytest.warns(UserWarning, match="ImageNet weights unavailable: could not download"):
         model = build_modified_resnet50(4, 64, weights="imagenet")
-    assert model.weights_source.startswith("random initialisation")
+    assert model.weights_source.startswith("random initialisation (ImageNet weights unavailable: ")
 
 
 def test_freezing_stages(ours):
