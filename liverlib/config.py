@@ -91,7 +91,8 @@ class RunConfig:
     # the paper's own recipe). Shifts the model away from always answering the majority class (benign).
     class_weighting: bool = False
     fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
-    # GPU options (off by default; both slow training on the CPUs this course is built on, shared/FINDINGS.md):
+    # GPU options (off by default; both slow training on the CPUs this course is built on; for mixed precision
+    # see the mixed_bfloat16 row of benchmarks/results/training_speed.json):
     # mixed precision (float16 compute, float32 weights and softmax) and XLA compilation of the training step
     mixed_precision: bool = False
     xla: bool = False
@@ -170,9 +171,19 @@ _PROFILES: dict[str, dict] = {
 
 PROFILE_NAMES: tuple[str, ...] = tuple(_PROFILES)
 
-# Training throughput (images/s) of ResNet-50 on the 2-core reference CPU with oneDNN on
-# (shared/FINDINGS.md), used only to estimate run time before a run starts.
-_CPU_TRAIN_IMAGES_PER_S = {64: 23.0, 96: 16.0, 128: 8.5, 224: 2.9}
+# Training throughput (images/s) of ResNet-50 on the 2-core reference CPU, by (image size, batch), used only to
+# estimate run time before a run starts. The measured rates come from benchmarks/results/training_speed.json
+# (`make bench`), read at run time by liverlib.facts.training_speeds. This table is a ROUGH FALLBACK for when
+# that file is missing (an installed package has no benchmarks): orders of magnitude, not a measurement.
+_ROUGH_CPU_TRAIN_IMAGES_PER_S = {(64, 32): 20.0, (128, 32): 7.0, (224, 46): 2.0}
+
+
+def cpu_training_speeds() -> dict[tuple[int, int], float]:
+    """Images/s by (image size, batch) on the reference CPU: measured if the benchmark results are there,
+    else the rough fallback."""
+    from liverlib.facts import training_speeds
+
+    return training_speeds() or dict(_ROUGH_CPU_TRAIN_IMAGES_PER_S)
 
 
 # fields that do not change what a run learns; the data is keyed separately (by the images' hashes)
@@ -223,13 +234,15 @@ def load_config(profile: str | None = None, *, data_dir: str | os.PathLike | Non
 def estimate_training_seconds(config: RunConfig, n_train: int, images_per_s: float | None = None) -> float:
     """Rough wall time of ``config.epochs`` epochs over ``n_train`` images on the reference 2-core CPU.
 
-    ``images_per_s`` overrides the CPU figure (for example with a GPU's measured rate).
+    The rate is the measured one (:func:`cpu_training_speeds`) at the nearest image size, then the nearest
+    batch. ``images_per_s`` overrides it (for example with a GPU's measured rate).
     """
     if images_per_s is None:
-        sizes = sorted(_CPU_TRAIN_IMAGES_PER_S)
-        nearest = min(sizes, key=lambda s: abs(s - config.image_size))
+        speeds = cpu_training_speeds()
+        size = min({s for s, _ in speeds}, key=lambda s: (abs(s - config.image_size), s))
+        batch = min((b for s, b in speeds if s == size), key=lambda b: (abs(b - config.batch_size), b))
         # throughput scales roughly with the inverse of the pixel count
-        images_per_s = _CPU_TRAIN_IMAGES_PER_S[nearest] * (nearest / config.image_size) ** 2
+        images_per_s = speeds[(size, batch)] * (size / config.image_size) ** 2
     return config.epochs * n_train / images_per_s
 
 
