@@ -24,7 +24,8 @@ Modules: :mod:`~liverlib.phantom.tissues` (labels and HU of every tissue), :mod:
 (patients and their lesions), :mod:`~liverlib.phantom.render` (slices; painted with
 :mod:`~liverlib.phantom.canvas`, :mod:`~liverlib.phantom.textures`, :mod:`~liverlib.phantom.organs` and
 :mod:`~liverlib.phantom.lesions`), :mod:`~liverlib.phantom.acquisition` (the scanner) and
-:mod:`~liverlib.phantom.dataset` (folders of slices with a manifest).
+:mod:`~liverlib.phantom.dataset` (folders of slices with a manifest) and :mod:`~liverlib.phantom.studies` (whole
+series from above the liver dome to below its tip, as DICOM series or NIfTI volumes).
 
 The names below are loaded on first use, so importing one light module (``liverlib.phantom.tissues``)
 does not import the renderer's dependencies.
@@ -41,6 +42,8 @@ _EXPORTS = {
                 "default_slices_per_patient", "plan_patients", "random_affine", "read_manifest",
                 "write_phantom_dataset"),
     "render": ("PhantomSlice", "iter_patient_slices", "make_slice", "render_slice"),
+    "studies": ("PhantomStudy", "STUDY_FORMATS", "make_study", "plan_study", "read_study_manifest",
+                "write_phantom_studies"),
     "textures": ("smooth_noise",),
     "tissues": ("BY_LABEL", "BY_NAME", "HU_MAX", "HU_MIN", "LESION_LABEL_MIN", "TISSUES", "Tissue", "label"),
 }
@@ -76,5 +79,13 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
         write_phantom_dataset,
     )
     from liverlib.phantom.render import PhantomSlice, iter_patient_slices, make_slice, render_slice
+    from liverlib.phantom.studies import (
+        STUDY_FORMATS,
+        PhantomStudy,
+        make_study,
+        plan_study,
+        read_study_manifest,
+        write_phantom_studies,
+    )
     from liverlib.phantom.textures import smooth_noise
     from liverlib.phantom.tissues import BY_LABEL, BY_NAME, HU_MAX, HU_MIN, LESION_LABEL_MIN, TISSUES, Tissue, label
