@@ -35,8 +35,10 @@ _INDEX = re.compile(r"^(?P<name>[^\[\]]*)(?P<indices>(\[[^\[\]]*\])*)$")
 
 
 class Fact(str):
-    """A number formatted for prose: a ``str`` (its ``repr`` is the bare text, so myst-nb's ``glue`` shows
-    ``2.2`` and not ``'2.2'``) that keeps the raw ``value`` and the ``key`` it was read from."""
+    """A number formatted for prose: a ``str`` that keeps the raw ``value`` and the ``key`` it was read from.
+
+    Glued, it is shown exactly as formatted by ``{glue:text}`name``` (myst-nb reads the quoted ``repr``
+    back as the string, so ``3,319`` stays ``3,319`` and is not read as a tuple)."""
 
     value: Any
     key: str
@@ -45,9 +47,6 @@ class Fact(str):
         self = super().__new__(cls, text)
         self.value, self.key = value, key
         return self
-
-    def __repr__(self) -> str:
-        return str(self)
 
 
 def results_dir() -> Path | None:
