@@ -103,3 +103,50 @@ def test_shown_path_hides_the_build_machine(monkeypatch, tmp_path):
     assert teaching.shown_path("runs/x") == "runs/x"
     custom = load_config().replace(artifacts_dir=tmp_path / "elsewhere")
     assert teaching.shown_path(tmp_path / "elsewhere" / "runs", custom) == "artifacts/runs"
+
+
+def _printed_paths(source: str) -> list[str]:
+    """Names ending in _dir or _path printed by ``print`` in ``source``, not through shown_path."""
+    import ast
+
+    found = []
+
+    def visit(node, shown=False):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "shown_path":
+            shown = True
+        if isinstance(node, ast.IfExp):  # the condition is not printed
+            visit(node.body, shown), visit(node.orelse, shown)
+            return
+        if isinstance(node, ast.Attribute) and node.attr in ("name", "stem", "suffix"):
+            return  # a file name, not a path
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name and name.endswith(("_dir", "_path")) and not shown:
+            found.append(ast.unparse(node))
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, shown)
+
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+            for arg in node.args:
+                visit(arg)
+    return found
+
+
+def test_printed_paths_check_itself():
+    assert _printed_paths("print(run.run_dir)\nprint(f'model: {run_dir}')") == ["run.run_dir", "run_dir"]
+    assert _printed_paths("print(shown_path(run.run_dir), path.name)\n"
+                          "print(shown_path(c.data_dir) if c.data_dir else shown_path(c.phantom_dir))") == []
+
+
+def test_notebooks_print_paths_relative_to_the_artifacts_folder():
+    import nbformat
+
+    root = Path(__file__).resolve().parent.parent
+    problems = []
+    for path in sorted((root / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                problems += [f"{path.name} cell {cell.get('id')}: print({p})" for p in _printed_paths(cell.source)]
+    assert not problems, "print these with liverlib.teaching.shown_path:\n  " + "\n  ".join(problems)

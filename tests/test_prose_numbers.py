@@ -36,7 +36,8 @@ ALLOWED: dict[str, str] = {
     # the paper's reported results, and what its own tables imply (published inputs: they cannot change)
     r"99\.3\s?%": "the paper's reported test accuracy (Ali and Jarjees 2026)",
     r"96\.4\s?%": "the paper's reported validation accuracy",
-    r"96\.6\s?%|about 96\.5\s?%|gap of 2\.7 points": "accuracy recomputed from the paper's Table 2 supports and recalls",
+    r"96\.6\s?%|about 96\.5\s?%|gap of 2\.7 points":
+        "accuracy recomputed from the paper's Table 2 supports and recalls",
     r"about 63%, 20%, 13% and 4%": "shares of the paper's Table 2 test supports (446, 146, 90, 30 of 712)",
     r"a 94% Dice": "a Dice score quoted in the paper's Table 3 (related work)",
     # the paper's settings
@@ -51,7 +52,8 @@ ALLOWED: dict[str, str] = {
     r"about 70 seconds after intravenous contrast": "the portal-venous phase's timing (a CT protocol)",
     r"95\s?% (?:patient-level bootstrap )?intervals?": "the confidence level of the intervals (a setting)",
     r"probability of 0\.9": "an illustrative probability in the definition of calibration",
-    r"\b\d+\s?(?:x|ms|minutes) target|target: under \d+ minutes": "targets the project set (liverlib.performance.TARGETS)",
+    r"\b\d+\s?(?:x|ms|minutes) target|target: under \d+ minutes":
+        "targets the project set (liverlib.performance.TARGETS)",
 }
 
 _UNITS = (r"(?:images?/s|img/s|slices?/s|samples?/s|trials?/s|steps?/s|it/s|[GT]?FLOP/s|GFLOPS|"
