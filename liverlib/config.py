@@ -23,7 +23,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liverlib.crop import CROP_MODES
 from liverlib.errors import LiverlibError
+
+LR_SCHEDULES: tuple[str, ...] = ("piecewise", "warmup-cosine")
 
 PROFILE_ENV = "LIVERLIB_PROFILE"
 DATA_DIR_ENV = "LIVERLIB_DATA_DIR"
@@ -91,6 +94,19 @@ class RunConfig:
     # the paper's own recipe). Shifts the model away from always answering the majority class (benign).
     class_weighting: bool = False
     fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
+    # where the network looks: "none" resizes the whole slice (the paper's input); "liver" crops to the liver
+    # region found in the image itself, "body" to the body outline (liverlib.crop), before resizing
+    crop: str = "none"
+    # initial weights: None for random initialisation; "imagenet" for Keras' published ResNet-50 weights
+    # (fetched when the network allows, else random initialisation with one message; liverlib.weights)
+    weights: str | None = None
+    # batch-norm momentum of the moving statistics used at evaluation (Keras' default 0.99 averages over about
+    # 100 steps: in a short run they lag behind the weights, and the validation answer flips between classes)
+    bn_momentum: float = 0.99
+    # learning rate: "piecewise" (the paper: x lr_drop_factor every lr_drop_every epochs) or "warmup-cosine"
+    # (linear warm-up to learning_rate over the first epoch, then cosine decay to 0 at the last epoch)
+    lr_schedule: str = "piecewise"
+    label_smoothing: float = 0.0  # the paper's plain cross-entropy is 0
     # GPU options (off by default; both slow training on the CPUs this course is built on; for mixed precision
     # see the mixed_bfloat16 row of benchmarks/results/training_speed.json):
     # mixed precision (float16 compute, float32 weights and softmax) and XLA compilation of the training step
@@ -99,6 +115,17 @@ class RunConfig:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     data_dir: Path | None = None  # None: the embedded synthetic phantom
     artifacts_dir: Path = Path("artifacts")
+
+    def __post_init__(self):
+        if self.crop not in CROP_MODES:
+            raise LiverlibError(f"unknown crop {self.crop!r}; choose one of {', '.join(CROP_MODES)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise LiverlibError(f"unknown learning-rate schedule {self.lr_schedule!r}; choose one of "
+                                f"{', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.label_smoothing < 1:
+            raise LiverlibError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.bn_momentum < 1:
+            raise LiverlibError(f"batch-norm momentum must be in (0, 1), got {self.bn_momentum}")
 
     def replace(self, **changes) -> "RunConfig":
         """A copy with some fields changed (the config itself is immutable)."""
@@ -126,9 +153,16 @@ class RunConfig:
             ("batch size", str(self.batch_size)),
             ("epochs", str(self.epochs)),
             ("optimizer", f"Adam lr={self.learning_rate:g}, beta1={self.beta_1}, beta2={self.beta_2}"),
-            ("lr schedule", f"x{self.lr_drop_factor:g} every {self.lr_drop_every} epochs"),
+            ("lr schedule", f"x{self.lr_drop_factor:g} every {self.lr_drop_every} epochs" if self.lr_schedule == "piecewise"
+             else "linear warm-up over the first epoch, then cosine decay"),
             ("early stopping patience", str(self.early_stopping_patience)),
             ("class weights", "balanced (inverse class frequency)" if self.class_weighting else "none (as the paper)"),
+            ("crop", {"none": "none: the whole slice (as the paper)", "liver": "the liver region (liverlib.crop)",
+                      "body": "the body outline"}.get(self.crop, self.crop)),
+            ("initial weights", "ImageNet (Keras' ResNet-50), when they can be fetched" if self.weights == "imagenet"
+             else str(self.weights) if self.weights else "random initialisation"),
+            ("batch-norm momentum", f"{self.bn_momentum:g}"),
+            ("label smoothing", f"{self.label_smoothing:g}"),
             ("head", f"Dense {self.dense_units}, dropout {self.dropout}"),
             ("fine-tuning", "all layers throughout" if not self.head_only_epochs else
              f"head only for {self.head_only_epochs} epochs, then {', '.join(self.fine_tune_stages)}"),

@@ -1,14 +1,16 @@
 """Preprocessing and augmentation: from image files to the batches ResNet-50 trains on.
 
-The deterministic steps are the paper's: decode (DICOM: HU, then a window), resize to the profile's
-size, replicate the grey channel to 3 channels, scale to [0, 1] by dividing by 255. They run once per
-image in a ``tf.data`` pipeline with parallel decoding and are cached; shuffling, batching,
-augmentation (training only) and prefetching follow.
+The deterministic steps: decode (DICOM: HU, then a window), crop (none, as the paper; or the liver region,
+:mod:`liverlib.crop`), resize to the profile's size, replicate the grey channel to 3 channels, normalise as
+the weights expect (the paper's /255 for random initialisation; ImageNet's channel means for Keras' ImageNet
+weights). They run once per image in a ``tf.data`` pipeline with parallel decoding and are cached; shuffling,
+batching, augmentation (training only) and prefetching follow. :func:`prepare_grey` is the one function
+training, evaluation and classify use to crop and resize, so they all see the same pixels.
 
 Augmentation matches the paper's ImageDataGenerator use (rotation, width and height shift, zoom,
 horizontal flip) as one Keras preprocessing layer, :class:`RandomAffine`, that composes the four into a
-single affine transform per image: applying Keras' four separate layers one after another costs about
-twice as much (shared/FINDINGS.md).
+single affine transform per image: Keras' four separate layers one after another cost about twice as much
+(the pipeline benchmark, benchmarks/pipeline.py, times both loaders).
 """
 
 from __future__ import annotations
@@ -103,10 +105,21 @@ def _define_random_affine():
             self.seed = seed
             self.seed_generator = keras.random.SeedGenerator(seed)
 
-        def transform_matrices(self, batch: int, height: int, width: int):
-            """The (batch, 8) inverse transforms: output pixel -> input pixel."""
+        def transform_matrices(self, batch: int, height: int, width: int, seed=None):
+            """The (batch, 8) inverse transforms: output pixel -> input pixel.
+
+            ``seed``: None draws from the layer's SeedGenerator (a variable: a stateful op); a (2,) integer
+            tensor draws stateless random numbers from it (TensorFlow), as :func:`make_pipeline` does.
+            """
+            draws = iter(range(5))
+
             def uniform(low, high):
-                return keras.random.uniform((batch,), low, high, seed=self.seed_generator)
+                if seed is None:
+                    return keras.random.uniform((batch,), low, high, seed=self.seed_generator)
+                import tensorflow as tf
+
+                draw_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), next(draws))
+                return tf.random.stateless_uniform((batch,), draw_seed, minval=low, maxval=high)
 
             angle = uniform(-1.0, 1.0) * (self.rotation_deg * np.pi / 180.0)
             scale = uniform(1.0 - self.zoom, 1.0 + self.zoom)
@@ -127,11 +140,11 @@ def _define_random_affine():
             zeros = ops.zeros((batch,))
             return ops.stack([m00, m01, a2, m10, m11, b2, zeros, zeros], axis=1)
 
-        def call(self, images, training=None):
+        def call(self, images, training=None, seed=None):
             if not training:
                 return images
             shape = ops.shape(images)
-            matrices = self.transform_matrices(shape[0], images.shape[1], images.shape[2])
+            matrices = self.transform_matrices(shape[0], images.shape[1], images.shape[2], seed)
             return ops.image.affine_transform(ops.cast(images, "float32"), matrices, interpolation="bilinear",
                                               fill_mode="constant", fill_value=0.0)
 
@@ -159,11 +172,12 @@ def __getattr__(name):  # RandomAffine is defined on first use, so importing thi
 
 def make_pipeline(files, labels, size: int, batch_size: int, training: bool, augmentation=None,
                   window: tuple[float, float] | None = None, seed: int = 42, cache: bool = True,
-                  crop: str = "none"):
-    """A ``tf.data.Dataset`` of (images, labels) batches: images float32 (B, size, size, 3) in [0, 1].
+                  crop: str = "none", normalisation: str = "unit"):
+    """A ``tf.data.Dataset`` of (images, labels) batches: images float32 (B, size, size, 3), normalised as the
+    model's weights expect (``normalisation``: "unit" is /255 into [0, 1]; see :func:`normalise`).
 
     Parallel decode, crop and resize -> cache -> (training: shuffle) -> batch -> (training: RandomAffine) ->
-    grey to RGB and /255 -> prefetch.
+    grey to RGB and normalise -> prefetch.
     """
     import tensorflow as tf
 
@@ -189,12 +203,17 @@ def make_pipeline(files, labels, size: int, batch_size: int, training: bool, aug
         augment = random_affine_layer(augmentation.rotation_deg, augmentation.width_shift,
                                       augmentation.height_shift, augmentation.zoom, augmentation.horizontal_flip,
                                       seed=seed)
-        ds = ds.map(lambda x, y: (augment(tf.cast(x, tf.float32), training=True), y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        # one stateless seed per batch, new every epoch: the map then holds no stateful op, so under op
+        # determinism (training's make_deterministic) tf.data keeps it, and the whole pipeline, parallel and
+        # prefetched instead of rewriting it to run sequentially (which also logged "NodeDef mentions
+        # attribute use_unbounded_threadpool ..." once per fit, a TensorFlow bug in that rewrite)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda batch, pair: (augment(tf.cast(batch[0], tf.float32), training=True, seed=pair), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
 
     def finish(x, y):
-        x = tf.cast(x, tf.float32) / 255.0
-        return tf.repeat(x, 3, axis=-1), y
+        return normalise_tf(tf.repeat(x, 3, axis=-1), normalisation), y
 
     return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

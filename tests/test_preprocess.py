@@ -4,6 +4,9 @@ A pipeline that shuffled images and labels apart would still train, and only lea
 give each class its own grey level so that the label of every image can be read back from its pixels.
 """
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -82,3 +85,37 @@ def test_resize_rounds_to_8_bits_first_and_stays_within_one_grey_level_of_a_floa
     floating = np.asarray(Image.fromarray(smooth.astype(np.float32)).resize((224, 224), Image.BILINEAR))
     assert np.abs(resize_grey(smooth, 224).astype(float) - floating).max() <= 1.5
     assert np.array_equal(resize_grey(levels.astype(np.uint8), 512), levels)  # already the size: unchanged
+
+
+DETERMINISM_SCRIPT = """
+import numpy as np, tensorflow as tf, keras
+from PIL import Image
+import liverlib
+from liverlib.config import AugmentationConfig
+from liverlib.preprocess import make_pipeline
+files = []
+for i in range(8):
+    path = f"{i}.png"
+    Image.fromarray(np.random.default_rng(i).integers(0, 256, (40, 40), dtype=np.uint8)).save(path)
+    files.append(path)
+keras.utils.set_random_seed(0)
+tf.config.experimental.enable_op_determinism()  # as training does
+ds = make_pipeline(files, [i % 2 for i in range(8)], 32, 4, training=True, augmentation=AugmentationConfig())
+epochs = [np.concatenate([x for x, _ in ds.as_numpy_iterator()]) for _ in range(2)]
+assert not np.array_equal(epochs[0], epochs[1]), "the same augmentation every epoch"
+print(float(epochs[0].sum()), float(epochs[1].sum()))
+"""
+
+
+def test_augmented_pipeline_is_not_rewritten_under_op_determinism(tmp_path):
+    """Training enables op determinism; a tf.data map holding a stateful op (a SeedGenerator) is then rewritten
+    to run sequentially, with prefetching off, and TensorFlow 2.20/2.21's rewrite logs "NodeDef mentions
+    attribute use_unbounded_threadpool ...". Stateless augmentation seeds avoid the rewrite; same seed, same
+    augmented batches."""
+    runs = [subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "use_unbounded_threadpool" not in run.stderr
+    assert runs[0].stdout == runs[1].stdout
