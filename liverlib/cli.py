@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from liverlib.aggregate import DEFAULT_RULE, RULES
 from liverlib.errors import LiverlibError
 
 
@@ -24,8 +25,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from liverlib.phantom import write_phantom_dataset
+    from liverlib.study_cli import phantom_studies
     from liverlib.windowing import parse_window
 
+    if args.format in ("dicom-series", "nifti"):
+        return phantom_studies(args)
     classes = tuple(c.strip().lower() for c in args.classes.split(",") if c.strip()) if args.classes else None
     start = time.perf_counter()
     manifest = write_phantom_dataset(
@@ -98,15 +102,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_classify(args: argparse.Namespace) -> int:
     import json
 
-    from liverlib.classify import display_name, get_classifier, iter_inputs
+    from liverlib.classify import display_name, get_classifier
     from liverlib.imageio import read_file
+    from liverlib.study_cli import iter_study_inputs, report_study
     from liverlib.windowing import parse_window
 
     window = parse_window(args.window) if args.window else None
     classifier = get_classifier(args.model)  # once per call; a bad run folder stops here with one message
     failures = 0
     rows = []
-    for path in iter_inputs(args.files):
+    for kind, path in iter_study_inputs(args.files):
+        if kind == "study":  # a DICOM series folder, a NIfTI volume or a zip: one answer per study
+            failures += report_study(path, args)
+            continue
         try:
             if path.is_dir():
                 raise LiverlibError(f"folder {path} holds no image files (.png, .jpg, .bmp, .tif, .dcm)")
@@ -141,8 +149,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from liverlib.evaluate import evaluate_run, headline_table, table2
+    from liverlib.study_cli import patient_summary
 
-    evaluation = evaluate_run(args.model, args.data, args.out, split=args.split, n_boot=args.boot)
+    evaluation = evaluate_run(args.model, args.data, args.out, split=args.split, n_boot=args.boot, rule=args.rule)
     m = evaluation.metrics
     print(f"{m['n_images']} images ({m['split']} split"
           + (f", {m['n_groups']} patients" if m["n_groups"] else "") + f"); 95% intervals: bootstrap over "
@@ -150,6 +159,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(headline_table(m, m["ci95"]).round(3).to_string())
     print()
     print(table2(m, m["ci95"]).round(3).to_string())
+    print("\n" + patient_summary(m))
     if m.get("synthetic_data"):
         print("\nmeasured on SYNTHETIC phantom data, not patients")
     print(f"report: {evaluation.out_dir}")
@@ -245,11 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Generate synthetic axial CT slices of the upper abdomen for four liver "
                                    "classes. Synthetic data: no patient was involved.")
     p.add_argument("--out", required=True, help="folder to create (must be empty or absent unless --overwrite)")
-    p.add_argument("--n", type=int, default=4741, help="number of slices (default: 4741, as the paper)")
+    p.add_argument("--n", type=int, default=4741, help="number of slices (default: 4741, as the paper); for "
+                   "dicom-series and nifti: number of patients, one whole study each")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes")
     p.add_argument("--size", type=int, default=512, help="matrix size in pixels (default: 512)")
-    p.add_argument("--format", choices=("png", "dicom"), default="png",
-                   help="png: 8-bit windowed images; dicom: CT images carrying HU (default: png)")
+    p.add_argument("--format", choices=("png", "dicom", "dicom-series", "nifti"), default="png",
+                   help="png: 8-bit windowed images; dicom: CT images carrying HU (default: png); dicom-series, "
+                        "nifti: whole studies, dome to below the liver tip, one series folder or .nii.gz each")
+    p.add_argument("--slice-spacing", type=float, default=None, metavar="MM",
+                   help="studies only: slice spacing in mm (default: 4 or 5, drawn per patient)")
     p.add_argument("--window", default="abdomen",
                    help="display window for PNG and the DICOM window tags: abdomen, liver or 'L40/W400'")
     p.add_argument("--augmented-copies", type=int, default=0, metavar="K",
@@ -306,11 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Classify each FILE (folders: every image file inside) with the model of a run "
                                    "folder, applying the preprocessing its model card records. For teaching, "
                                    "not for diagnosis. Exit status 0 when every file was classified.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="image files or folders of them")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="image files or folders of them; studies: DICOM series folders, .nii/.nii.gz, .zip")
     p.add_argument("--model", required=True, metavar="RUN", help="run folder (with model.keras and model_card.json)")
     p.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     p.add_argument("--window", default=None,
                    help="DICOM only: window to apply, 'abdomen', 'liver' or 'L40/W400' (default: the model card's)")
+    p.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help="studies: how slices are combined")
+    p.add_argument("--per-slice", action="store_true", help="studies: also one line per slice")
     p.set_defaults(func=_cmd_classify)
 
     p = sub.add_parser("evaluate", help="the full evaluation report of a run on its test split or a dataset",
@@ -324,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("test", "val", "train"),
                    help="which split of the run's data (default: test)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help="patient level: how slices are combined")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("tune", help="Hyperband search over the paper's space (resumable, distributable)",

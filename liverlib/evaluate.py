@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liverlib.aggregate import DEFAULT_RULE, by_group, normal_class_index
 from liverlib.data import scan_dataset
 from liverlib.errors import LiverlibError
 from liverlib.metrics import (HEADLINE, PER_CLASS, batched_scores, confusion, reliability_table, roc_curves,
@@ -125,6 +126,22 @@ def headline_table(metrics: dict, ci: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("metric")
 
 
+def patient_level(y_true: np.ndarray, probs: np.ndarray, groups, class_names, rule: str = DEFAULT_RULE,
+                  normal: int | None = None, n_boot: int = 1000, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """Scores per patient: each group's slices combined with ``rule`` (:mod:`liverlib.aggregate`), then the
+    same figures and bootstrap intervals as for slices, one patient one sample. Returns (metrics, table)."""
+    ids, y, p, used = by_group(probs, groups, y_true, rule, normal)
+    metrics = scores(y, p, class_names)
+    metrics["ci95"] = bootstrap_ci(y, p, class_names, None, n_boot=n_boot, seed=seed)
+    metrics.update({"rule": used, "n_patients": len(ids),
+                    "confusion_matrix": confusion(y, p.argmax(axis=1), len(class_names)).astype(int).tolist()})
+    table = pd.DataFrame({"group": ids, "class": [class_names[i] for i in y],
+                          "predicted": [class_names[i] for i in p.argmax(axis=1)]})
+    for i, name in enumerate(class_names):
+        table[f"p_{name}"] = p[:, i]
+    return metrics, table
+
+
 def _fmt_ci(bounds) -> str:
     return "n/a" if bounds is None or bounds[0] is None else f"{bounds[0]:.3f}-{bounds[1]:.3f}"
 
@@ -175,8 +192,10 @@ def evaluation_rows(run_dir: Path, data_dir: str | os.PathLike | None = None, sp
 
 def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                  out_dir: str | os.PathLike | None = None, *, split: str = "test", n_boot: int = 1000,
-                 seed: int = 0, figures: bool = True) -> Evaluation:
+                 seed: int = 0, figures: bool = True, rule: str = DEFAULT_RULE) -> Evaluation:
     """Apply a run's model to its test split (or a dataset folder) and write the full report to out_dir.
+
+    With patient groups, ``metrics["patient_level"]`` scores patients, their slices combined with ``rule``.
 
     ``out_dir`` defaults to ``<run_dir>/evaluation`` (``evaluation-<folder>`` for another dataset).
     """
@@ -202,6 +221,10 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None 
         "run": str(run_dir), "synthetic_data": bool(run.card.get("synthetic_data", True)) if data_dir is None else None,
         "model_card_metrics": run.card.get("metrics", {}),
     })
+    patients = None
+    if groups is not None:
+        metrics["patient_level"], patients = patient_level(y_true, probs, groups, class_names, rule,
+                                                           normal_class_index(class_names, run.card), n_boot, seed)
     predictions = rows.assign(label=y_true, predicted=[class_names[i] for i in probs.argmax(axis=1)])
     for i, name in enumerate(class_names):
         predictions[f"p_{name}"] = probs[:, i]
@@ -213,6 +236,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None 
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     table2(metrics, metrics["ci95"]).to_csv(out_dir / "per_class.csv")
     predictions.to_csv(out_dir / "predictions.csv", index=False)
+    if patients is not None:
+        patients.to_csv(out_dir / "patients.csv", index=False)
     evaluation = Evaluation(metrics=metrics, predictions=predictions, class_names=class_names, out_dir=out_dir)
     if figures:
         import matplotlib.pyplot as plt  # local: heavy dependency

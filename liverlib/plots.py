@@ -167,3 +167,31 @@ def reliability_figure(table, ece: float, label: str = "model", ax=None):
     ax.set_title("reliability diagram")
     ax.legend(fontsize=8)
     return fig if fig is not None else ax.figure
+
+
+def study_strip_figure(z_mm: Sequence[float], probs: np.ndarray, class_names: Sequence[str],
+                       all_z_mm: Sequence[float] | None = None, top_z_mm: Sequence[float] = (), title: str = ""):
+    """A study's per-slice class probabilities along z: one line per class over the classified (liver) slices
+    at heights ``z_mm`` (mm, head on the left), ticks for every slice of the series (``all_z_mm``; slices
+    without a probability show no liver) and dashed lines at the top slices (``top_z_mm``)."""
+    import matplotlib.pyplot as plt  # local: heavy dependency
+    from matplotlib.ticker import FuncFormatter
+
+    probs = np.asarray(probs, dtype=float).reshape(len(z_mm), len(class_names))
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    x = -np.asarray(z_mm, dtype=float)  # head (highest z) on the left
+    for i, name in enumerate(class_names):
+        ax.plot(x, probs[:, i], "o-", ms=3, lw=1.2, label=str(name))
+    if all_z_mm is not None:
+        ax.plot(-np.asarray(all_z_mm, dtype=float), np.full(len(all_z_mm), -0.04), "|", color="0.5", ms=6,
+                label="slices (no marker above: no liver)")
+    for z in top_z_mm:
+        ax.axvline(-float(z), color="k", ls="--", lw=0.8)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{-v:g}"))
+    ax.set_ylim(-0.08, 1.02)
+    ax.set_xlabel("slice height z (mm, head on the left)")
+    ax.set_ylabel("probability")
+    ax.set_title(title or "per-slice probabilities along the study", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -168,6 +168,9 @@ def test_evaluate_run_writes_the_report(tiny_run, tmp_path):
     for name in ("per_class.csv", "predictions.csv", "confusion.png", "roc.png", "reliability.png"):
         assert (run / "evaluation" / name).is_file()
     assert len(evaluation.predictions) == 24
+    patients = saved["patient_level"]  # slices combined per patient (liverlib.aggregate), scored with intervals
+    assert patients["n_patients"] == manifest["patient_id"].nunique() and patients["rule"] == "top-k"
+    assert set(patients["ci95"]) >= {"accuracy", "macro_f1"} and (run / "evaluation" / "patients.csv").is_file()
 
 
 def test_evaluate_cli_on_a_missing_run_is_one_line(tmp_path, capsys):

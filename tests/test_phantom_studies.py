@@ -8,6 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from liverlib.cli import main
 from liverlib.errors import LiverlibError
 from liverlib.phantom.studies import (MIN_LIVER_AREA_MM2, STUDY_MANIFEST_COLUMNS, liver_profile, make_study,
                                       plan_study, read_study_manifest, write_phantom_studies)
@@ -94,3 +95,16 @@ def test_the_label_volume_matches_the_study(tmp_path):
     labels = read_study(tmp_path / "s" / row["labels"])[0].hu  # read as a volume: the same view as the CT
     np.testing.assert_array_equal(labels, study.labels)
 
+
+def test_cli_writes_studies_and_refuses_slice_options(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["phantom", "--out", str(out), "--format", "nifti", "--n", "1", "--size", "64", "--quiet",
+                 "--classes", "normal", "--slice-spacing", "8", "--workers", "1"]) == 0
+    assert "1 synthetic studies" in capsys.readouterr().out
+    row = read_study_manifest(out / "manifest.csv").iloc[0]
+    assert row["slice_spacing_mm"] == 8.0 and (out / row["study"]).is_file()
+    assert main(["phantom", "--out", str(tmp_path / "x"), "--format", "dicom-series", "--n", "1",
+                 "--augmented-copies", "2"]) == 1
+    assert "not to whole studies" in capsys.readouterr().err
+    assert main(["phantom", "--out", str(tmp_path / "y"), "--format", "nifti", "--n", "0"]) == 1
+    assert "number of patients" in capsys.readouterr().err
