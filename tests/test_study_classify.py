@@ -46,7 +46,8 @@ def test_noisy_or_rule():
     expected = np.r_[(1 - p_normal) * share / share.sum(), p_normal]
     np.testing.assert_allclose(study, expected)
     np.testing.assert_allclose(study[3], 0.0126)
-    np.testing.assert_allclose(share, [1 - 0.9 * 0.8 * 0.95 * 0.9, 1 - 0.9 * 0.9 * 0.95 * 0.3, 1 - 0.9 * 0.9 * 0.4 * 0.9])
+    np.testing.assert_allclose(share, [1 - 0.9 * 0.8 * 0.95 * 0.9, 1 - 0.9 * 0.9 * 0.95 * 0.3,
+                                       1 - 0.9 * 0.9 * 0.4 * 0.9])
     # thousands of slices: no underflow, still a distribution
     many, _ = aggregate(np.tile(P, (500, 1)), "noisy-or", normal=3)
     assert np.isfinite(many).all() and many.sum() == pytest.approx(1.0) and many[3] == 0.0
@@ -201,6 +202,12 @@ def test_cli_json_for_a_series_a_nifti_and_a_zip(tiny_run, study_files, capsys):
     # the same volume, however it was stored: the same answer
     assert rows[0]["probabilities"] == rows[1]["probabilities"] == rows[2]["probabilities"]
     assert rows[0]["liver_slice_indices"] == rows[1]["liver_slice_indices"]
+    # the batched forward pass (LiteRT in batches where classify uses LiteRT) gives the Keras model's numbers
+    clf = get_study_classifier(tiny_run)
+    if clf.slices.fast.backend.startswith("LiteRT"):
+        assert clf.litert_batches() is not None
+    x = np.random.default_rng(0).uniform(0, 1, (19, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(clf.predict(x), clf.slices.model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_cli_bad_studies_among_good_ones_and_per_slice_lines(tiny_run, study_files, tmp_path, capsys):
