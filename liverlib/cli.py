@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="RUN", help="run folder (with model.keras and model_card.json)")
     p.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     p.add_argument("--window", default=None,
-                   help="DICOM only: window to apply, 'abdomen', 'liver' or 'L40/W400' (default: the model card's)")
+                   help="DICOM slices: window to apply, 'abdomen', 'liver' or 'L40/W400' (default: the card's)")
     p.add_argument("--rule", choices=RULES, default=DEFAULT_RULE, help="studies: how slices are combined")
     p.add_argument("--per-slice", action="store_true", help="studies: also one line per slice")
     p.set_defaults(func=_cmd_classify)
