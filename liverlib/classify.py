@@ -26,7 +26,7 @@ import numpy as np
 from liverlib.errors import LiverlibError
 from liverlib.imageio import IMAGE_SUFFIXES, decode_image
 from liverlib.litert import fast_forward
-from liverlib.preprocess import resize_grey, to_model_input
+from liverlib.preprocess import normalise, prepare_grey
 from liverlib.runs import cached, load_run
 
 LIVER_HU = (40.0, 160.0)  # unenhanced (55-65 HU) to portal-venous (100-130 HU) liver, with margin
@@ -83,6 +83,8 @@ class Classifier:
         self.input_size = int(self.card["input_size"])
         self.window = (float(self.card["window"]["level"]), float(self.card["window"]["width"]))
         self.synthetic = bool(self.card.get("synthetic_data", True))
+        self.crop = str(self.card.get("crop", "none"))  # cards written before the crop existed: the whole slice
+        self.normalisation = str(self.card.get("input_normalisation", "unit"))
         in_shape, out_shape = tuple(self.model.inputs[0].shape[1:]), self.model.outputs[0].shape[-1]
         if in_shape != (self.input_size, self.input_size, 3) or out_shape != len(self.class_names):
             raise LiverlibError(f"the model in {self.run_dir} takes {in_shape} and gives {out_shape} outputs, but its "
@@ -115,14 +117,19 @@ class Classifier:
         if decoded.format == "DICOM" and window and tuple(window) != self.window:
             notes.append(f"window L{window[0]:g}/W{window[1]:g} differs from the one the model was trained with "
                          f"(L{self.window[0]:g}/W{self.window[1]:g}); predictions may be unreliable")
-        aspect = max(decoded.width, decoded.height) / min(decoded.width, decoded.height)
+        model_input, crop = prepare_grey(decoded.grey8, self.input_size, self.crop, decoded.window or self.window)
+        if crop.note:
+            notes.append(f"{name}: {crop.note}; the model was trained on crops of the liver region")
+        aspect = max(crop.bottom - crop.top, crop.right - crop.left) / max(min(crop.bottom - crop.top,
+                                                                               crop.right - crop.left), 1)
         if aspect > 1.25:
             notes.append(f"{name} is {decoded.width} x {decoded.height}; it was stretched to a square "
                          f"{self.input_size} x {self.input_size}, which distorts the anatomy")
         notes += self._plausibility(decoded.grey, name, decoded.window or self.window)
         source = {"format": decoded.format, "mode": decoded.mode, "width": decoded.width, "height": decoded.height,
-                  "bits": decoded.bits, "window": list(decoded.window) if decoded.window else None}
-        return resize_grey(decoded.grey8, self.input_size), source, notes
+                  "bits": decoded.bits, "window": list(decoded.window) if decoded.window else None,
+                  "crop": {"method": crop.method, "rows": [crop.top, crop.bottom], "columns": [crop.left, crop.right]}}
+        return model_input, source, notes
 
     @staticmethod
     def _plausibility(grey: np.ndarray, name: str, window: tuple[float, float]) -> list[str]:
@@ -139,7 +146,7 @@ class Classifier:
                  gradcam: bool = True) -> Classification:
         start = time.perf_counter()
         model_input, source, notes = self.preprocess(data, filename, window)
-        x = to_model_input(model_input)[None]
+        x = normalise(np.repeat(model_input[..., None], 3, axis=-1), self.normalisation)[None]
         heatmap = None
         if gradcam:
             from liverlib.explain import upsample  # local: explain imports Keras

@@ -159,12 +159,15 @@ class Evaluation:
         return self.predictions[[f"p_{c}" for c in self.class_names]].to_numpy()
 
 
-def predict_files(model, files, input_size: int, window, batch_size: int = 32) -> np.ndarray:
-    """Class probabilities for image files, preprocessed exactly as in training (no augmentation)."""
+def predict_files(model, files, input_size: int, window, batch_size: int = 32, crop: str = "none",
+                  normalisation: str = "unit") -> np.ndarray:
+    """Class probabilities for image files, preprocessed exactly as in training (no augmentation): the model
+    card's window, ``crop`` and input ``normalisation``."""
     files = list(files)
     if not files:
         return np.zeros((0, model.outputs[0].shape[-1]), np.float32)
-    ds = make_pipeline(files, np.zeros(len(files), int), input_size, batch_size, False, None, window)
+    ds = make_pipeline(files, np.zeros(len(files), int), input_size, batch_size, False, None, window, crop=crop,
+                       normalisation=normalisation)
     return model.predict(ds, verbose=0)
 
 
@@ -207,7 +210,8 @@ def evaluate_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None 
     if unknown:
         raise LiverlibError(f"the evaluation data has classes the model does not know: {', '.join(unknown)}")
     window = (run.card["window"]["level"], run.card["window"]["width"])
-    probs = predict_files(run.model, rows["file"], int(run.card["input_size"]), window)
+    probs = predict_files(run.model, rows["file"], int(run.card["input_size"]), window,
+                          crop=run.card.get("crop", "none"), normalisation=run.card.get("input_normalisation", "unit"))
     y_true = rows["class"].map(class_names.index).to_numpy()
     groups = rows["group"].to_numpy() if "group" in rows and rows["group"].astype(bool).all() else None
     metrics = scores(y_true, probs, class_names)

@@ -53,7 +53,8 @@ def _load_backbone_weights(model: keras.Model, weights: str | os.PathLike, input
 
 
 def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_units: int = 256,
-                            dropout: float = 0.5, weights: str | os.PathLike | None = None) -> keras.Model:
+                            dropout: float = 0.5, weights: str | os.PathLike | None = None,
+                            bn_momentum: float = 0.99) -> keras.Model:
     """ResNet-50 (from the paper's equations) with the paper's Table 1 head.
 
     ``weights``: None for random initialisation; ``"imagenet"`` for Keras' published ImageNet weights, from
@@ -64,6 +65,10 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
     ``"random initialisation (ImageNet weights unavailable: <reason>)"``, ``"random initialisation"``, or
     ``"<file name> (<n> layers)"``; ``normalisation_for(model.weights_source)`` names the input
     normalisation the weights need.
+
+    ``bn_momentum``: the momentum of every batch-normalisation layer's moving statistics (Keras' 0.99 by
+    default; a short run from random weights wants a lower one, so the statistics used at evaluation keep
+    up with the weights).
     """
     if num_classes < 2:
         raise LiverlibError(f"a classifier needs at least 2 classes, got {num_classes}")
@@ -79,6 +84,9 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
     x = layers.Dropout(dropout, name="head_dropout2")(x)
     outputs = dense(x, num_classes, "softmax", name="predictions", dtype="float32")  # float32 under mixed precision
     model = keras.Model(inputs, outputs, name="modified_resnet50")
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = float(bn_momentum)
 
     if weights == "imagenet":
         fetched = obtain_imagenet_weights()

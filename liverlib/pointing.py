@@ -18,7 +18,7 @@ from liverlib.errors import LiverlibError
 from liverlib.explain import GradCam, pointing_game
 from liverlib.imageio import read_file
 from liverlib.phantom import LESION_LABEL_MIN, read_manifest
-from liverlib.preprocess import to_model_input
+from liverlib.preprocess import normalise
 from liverlib.runs import SPLIT_FILE
 
 
@@ -43,10 +43,12 @@ def phantom_pointing_game(run_dir, split: str = "test", classes=("benign", "mali
     cam = GradCam(classifier.model)
     out = []
     for row in rows.itertuples(index=False):
-        model_input, _, _ = classifier.preprocess(read_file(row.file), Path(row.file).name)
+        model_input, source, _ = classifier.preprocess(read_file(row.file), Path(row.file).name)
         true_index = classifier.class_names.index(row[1])
-        probs, heat = cam(to_model_input(model_input), true_index)
-        lesion = np.asarray(Image.open(masks[row.file])) >= LESION_LABEL_MIN
+        x = normalise(np.repeat(model_input[..., None], 3, axis=-1), classifier.normalisation)
+        probs, heat = cam(x, true_index)
+        (top, bottom), (left, right) = source["crop"]["rows"], source["crop"]["columns"]
+        lesion = (np.asarray(Image.open(masks[row.file])) >= LESION_LABEL_MIN)[top:bottom, left:right]  # as the model saw it
         if not lesion.any():
             continue
         out.append({"file": Path(row.file).name, "class": row[1],

@@ -33,7 +33,9 @@ HISTORY_FILE = "history.csv"
 SPLIT_FILE = "split.csv"
 CURVES_FILE = "curves.png"
 BACKUP_DIR = "backup"
-CARD_SCHEMA_VERSION = 2  # 1: the cards written before schema_version existed (same keys otherwise)
+CARD_SCHEMA_VERSION = 3  # 1: before schema_version existed; 2: added it; 3: added crop and input_normalisation
+# what a card of an older version means for the keys added since (read_card fills them in)
+CARD_DEFAULTS = {"crop": "none", "input_normalisation": "unit"}  # the whole slice, /255: the paper's input
 CARD_REQUIRED = ("class_names", "input_size", "window")  # what classify needs to apply the model
 
 T = TypeVar("T")
@@ -61,7 +63,8 @@ def write_card(run_dir: str | os.PathLike, card: dict) -> Path:
 def read_card(run_dir: str | os.PathLike) -> dict:
     """A run's model card, checked for what is needed to apply the model.
 
-    A card without ``schema_version`` was written before it existed and is read as version 1.
+    A card without ``schema_version`` was written before it existed and is read as version 1; keys added
+    since (:data:`CARD_DEFAULTS`) get the values that older runs were trained with.
     """
     path = Path(run_dir) / CARD_FILE
     try:
@@ -77,7 +80,7 @@ def read_card(run_dir: str | os.PathLike) -> dict:
     missing = set(CARD_REQUIRED) - set(card)
     if missing:
         raise LiverlibError(f"{path} lacks {', '.join(sorted(missing))}; the model cannot be applied safely")
-    return card
+    return {**CARD_DEFAULTS, **card}
 
 
 def card_settings_key(run_dir: Path) -> str | None:

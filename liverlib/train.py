@@ -33,8 +33,9 @@ from liverlib.preprocess import make_pipeline
 from liverlib.runs import (BACKUP_DIR, CARD_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_FILE, RunResult,
                            backup_file, latest_backup, latest_run, load_model, load_run, read_history,
                            save_model_atomically, write_card)
-from liverlib.schedule import piecewise_lr
+from liverlib.schedule import keras_learning_rate, learning_rate_at, piecewise_lr
 from liverlib.splits import save_split, split_for
+from liverlib.weights import normalisation_for
 
 MONITOR = "val_loss"
 
@@ -57,29 +58,52 @@ def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
             f"{config.profile}-{data_key(manifest)[:10]}-{training_settings_key(config)[:8]}-seed{config.seed}")
 
 
-def training_data(config: RunConfig, manifest: pd.DataFrame):
+def training_data(config: RunConfig, manifest: pd.DataFrame, normalisation: str = "unit"):
     """The training and validation rows of a split and their pipelines (augmented, shuffled training
-    batches; plain validation batches), after seeding everything for a reproducible run."""
+    batches; plain validation batches), after seeding everything for a reproducible run. Images are cropped
+    as ``config.crop`` says and normalised as the weights expect (``normalisation``); with label smoothing
+    the labels are one-hot, as the smoothed loss needs."""
     train_rows = manifest[manifest["split"] == "train"]
     val_rows = manifest[manifest["split"] == "val"]
     window = (config.window_level, config.window_width)
     make_deterministic(config.seed)
-    train_ds = make_pipeline(train_rows["file"], train_rows["label"], config.image_size, config.batch_size, True,
-                             config.augmentation, window, seed=config.seed)
-    val_ds = make_pipeline(val_rows["file"], val_rows["label"], config.image_size, config.batch_size, False,
-                           None, window, seed=config.seed)
-    return train_rows, val_rows, train_ds, val_ds
+    pipelines = [make_pipeline(rows["file"], rows["label"], config.image_size, config.batch_size, training,
+                               config.augmentation if training else None, window, seed=config.seed, crop=config.crop,
+                               normalisation=normalisation)
+                 for rows, training in ((train_rows, True), (val_rows, False))]
+    if config.label_smoothing:
+        import tensorflow as tf  # local: heavy dependency
+
+        pipelines = [ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASS_NAMES)))) for ds in pipelines]
+    return train_rows, val_rows, pipelines[0], pipelines[1]
 
 
-def compile_for_training(model, config: RunConfig) -> None:
+def resolve_weights(config: RunConfig, weights: str | None = None) -> RunConfig:
+    """The configuration with the weights it will really start from: ``weights`` (a CLI override) or the
+    profile's; ImageNet weights are fetched now (:mod:`liverlib.weights`) and become None (random
+    initialisation) when they cannot be had, so a random-init run and an ImageNet run never share a run
+    folder (the weights are part of the settings key)."""
+    request = weights if weights is not None else config.weights
+    if request == "imagenet":
+        from liverlib.weights import fetch_imagenet_weights  # local: only when ImageNet weights are asked for
+
+        request = "imagenet" if fetch_imagenet_weights() is not None else None
+    return config.replace(weights=str(request) if request is not None else None)
+
+
+def compile_for_training(model, config: RunConfig, steps_per_epoch: int = 1) -> None:
     """The paper's recipe: Adam (lr, beta_1, beta_2 from the config), sparse categorical cross-entropy,
     accuracy; XLA only if ``config.xla`` (a GPU option, off by default); optimiser variables created
-    eagerly. A model built under mixed precision (:func:`precision_policy`) gets Keras' loss scaling."""
+    eagerly. A model built under mixed precision (:func:`precision_policy`) gets Keras' loss scaling.
+    The config's ``lr_schedule`` (:mod:`liverlib.schedule`) and ``label_smoothing`` (cross-entropy against
+    one-hot labels mixed with the uniform distribution) apply."""
     import keras  # local: heavy dependency
 
-    optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, beta_2=config.beta_2)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile=bool(config.xla))
+    optimizer = keras.optimizers.Adam(keras_learning_rate(config, steps_per_epoch), beta_1=config.beta_1,
+                                      beta_2=config.beta_2)
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if config.label_smoothing
+            else "sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=bool(config.xla))
     build_optimizer(model)
     build_compiled_metrics(model)
 
@@ -106,7 +130,8 @@ def build_compiled_metrics(model) -> None:
     every Hyperband trial. No forward pass is run; the metrics are reset afterwards.
     """
     classes = int(model.output_shape[-1])
-    y_true = np.zeros((1,), "int32")
+    sparse = isinstance(model.loss, str)  # else label smoothing's CategoricalCrossentropy: one-hot labels
+    y_true = np.zeros((1,), "int32") if sparse else np.eye(classes, dtype="float32")[:1]
     y_pred = np.full((1, classes), 1.0 / classes, "float32")
     model.compute_loss(y=y_true, y_pred=y_pred)
     model.compute_metrics(None, y_true, y_pred, sample_weight=None)
@@ -170,8 +195,8 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
                 if old.name != current.name:
                     old.unlink(missing_ok=True)
 
-    return [
-        keras.callbacks.LearningRateScheduler(piecewise_lr(config)),
+    per_epoch_rate = [keras.callbacks.LearningRateScheduler(piecewise_lr(config))] if config.lr_schedule == "piecewise" else []
+    return per_epoch_rate + [
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         ResumableEarlyStopping(monitor=MONITOR, patience=config.early_stopping_patience, restore_best_weights=False),
         Checkpoints(),  # last: when it has saved epoch k, the history has epoch k too
@@ -190,6 +215,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     """
     from liverlib.model import build_modified_resnet50, set_trainable_stages  # local: heavy dependency (Keras)
 
+    config = resolve_weights(config, weights)
     if manifest is None:
         dataset = load_dataset(config=config)
         manifest = split_for(dataset, config)
@@ -209,8 +235,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     run_dir.mkdir(parents=True, exist_ok=True)
     split_sha = save_split(manifest, run_dir / SPLIT_FILE)
 
-    train_rows, val_rows, train_ds, val_ds = training_data(config, manifest)
     strategy = strategy or default_strategy()
+    make_deterministic(config.seed)  # the initial weights too
     with strategy.scope():  # model and optimiser variables live on the strategy's devices
         backup = latest_backup(run_dir)
         started_file = run_dir / "run_started.json"
@@ -223,9 +249,12 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         else:
             with precision_policy(config):
                 model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units,
-                                                config.dropout, weights)
+                                                config.dropout, config.weights, config.bn_momentum)
             done = 0
             started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
+        normalisation = normalisation_for(model.weights_source)
+        train_rows, val_rows, train_ds, val_ds = training_data(config, manifest, normalisation)
+        steps_per_epoch = -(-len(train_rows) // config.batch_size)
         # the history keeps exactly the epochs the model has seen: a row of an epoch cut short goes
         history = read_history(run_dir)
         if done == 0:
@@ -249,7 +278,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             # a model resumed in the middle of this phase keeps its trainable flags and optimiser state
             if not (backup is not None and done > first):
                 set_trainable_stages(model, stages)
-                compile_for_training(model, config)
+                compile_for_training(model, config, steps_per_epoch)
             if len(phases) > 1:
                 print(f"epochs {done + 1}-{end}: training {', '.join(stages)}")
             model.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=done, class_weight=cw, shuffle=False,
@@ -262,7 +291,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     history = read_history(run_dir)
     metrics = validation_metrics(best, val_ds, val_rows["label"].to_numpy())
     card = model_card(config, manifest, history, metrics, model.weights_source, cw, split_sha,
-                      train_seconds=round(elapsed, 1))
+                      train_seconds=round(elapsed, 1), input_normalisation=normalisation)
     write_card(run_dir, card)
     plot_curves(history, config, run_dir / CURVES_FILE)
     return RunResult(run_dir=run_dir, history=history, card=card, model=best)
@@ -272,10 +301,13 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
                class_weights: dict | None, split_sha: str, **extra) -> dict:
     """The model card of a run: everything needed to apply the model correctly and to trace where it came from."""
     synthetic = bool(manifest["synthetic"].all()) if "synthetic" in manifest else config.data_dir is None
+    normalisation = extra.pop("input_normalisation", "unit")
     return {
         "class_names": list(CLASS_NAMES), "input_size": config.image_size,
         "window": {"level": config.window_level, "width": config.window_width},
-        "preprocessing": "decode (DICOM: HU, then window) -> grey -> resize (bilinear) -> 3 channels -> /255",
+        "crop": config.crop, "input_normalisation": normalisation,
+        "preprocessing": (f"decode (DICOM: HU, then window) -> grey -> crop ({config.crop}) -> resize (bilinear) -> "
+                          f"3 channels -> normalise ({normalisation})"),
         "profile": config.profile, "seed": config.seed, "settings_sha256": training_settings_key(config),
         "epochs_run": int(len(history)),
         "best_epoch": int(history[MONITOR].idxmin()) if len(history) and MONITOR in history else None,
@@ -309,13 +341,17 @@ def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = No
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend()
-    schedule = piecewise_lr(config)
-    all_epochs = np.arange(config.epochs)
-    axes[2].step(all_epochs + 1, [schedule(e) for e in all_epochs], where="post")
-    axes[2].set_yscale("log")
+    if config.lr_schedule == "piecewise":
+        all_epochs = np.arange(config.epochs)
+        axes[2].step(all_epochs + 1, [learning_rate_at(config, e) for e in all_epochs], where="post")
+        axes[2].set_yscale("log")
+        axes[2].set_title(f"schedule: x{config.lr_drop_factor:g} every {config.lr_drop_every} epochs")
+    else:
+        fine = np.linspace(0, config.epochs, 200)
+        axes[2].plot(fine + 1, [learning_rate_at(config, e) for e in fine])
+        axes[2].set_title("schedule: warm-up over epoch 1, then cosine decay")
     axes[2].set_xlabel("epoch")
     axes[2].set_ylabel("learning rate")
-    axes[2].set_title(f"schedule: x{config.lr_drop_factor:g} every {config.lr_drop_every} epochs")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)

@@ -35,8 +35,9 @@ from liverlib.metrics import scores
 from liverlib.runs import CARD_FILE, MODEL_FILE, SPLIT_FILE, write_card
 from liverlib.schedule import piecewise_lr
 from liverlib.splits import save_split, split_for
-from liverlib.train import (class_weights_for, compile_for_training, model_card, precision_policy, training_data,
-                            validation_metrics)
+from liverlib.train import (class_weights_for, compile_for_training, model_card, precision_policy, resolve_weights,
+                            training_data, validation_metrics)
+from liverlib.weights import normalisation_for
 
 PAPER_BEST = {"dense_units": 256, "dropout": 0.5, "lr_drop_factor": 0.1}
 SEARCH_SPACE = {"dense_units": [128, 256, 512], "dropout": (0.3, 0.7, 0.1), "lr_drop_factor": (0.1, 0.5, 0.1)}
@@ -75,20 +76,23 @@ def _hypermodel_class():
         def __init__(self, config: RunConfig, objective: str = "val_accuracy", val_labels=None, log=None):
             super().__init__(name="modified_resnet50")
             self.config, self.objective, self.val_labels, self.log = config, objective, val_labels, log
+            self.steps_per_epoch = 1  # set by tune() from the training subset, for a step-wise schedule
 
         def build(self, hp):
             units = hp.Choice("dense_units", SEARCH_SPACE["dense_units"])
             dropout = hp.Float("dropout", *SEARCH_SPACE["dropout"][:2], step=SEARCH_SPACE["dropout"][2])
             hp.Float("lr_drop_factor", *SEARCH_SPACE["lr_drop_factor"][:2], step=SEARCH_SPACE["lr_drop_factor"][2])
             with precision_policy(self.config):
-                model = build_modified_resnet50(len(CLASS_NAMES), self.config.image_size, units, dropout)
-            compile_for_training(model, self.config)
+                model = build_modified_resnet50(len(CLASS_NAMES), self.config.image_size, units, dropout,
+                                                self.config.weights, self.config.bn_momentum)
+            compile_for_training(model, self.config, self.steps_per_epoch)
             return model
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
             trial = self.config.replace(lr_drop_factor=hp.get("lr_drop_factor"), lr_drop_every=drop_every(self.config))
-            callbacks = list(callbacks or []) + [
-                keras.callbacks.LearningRateScheduler(piecewise_lr(trial)),
+            per_epoch_rate = ([keras.callbacks.LearningRateScheduler(piecewise_lr(trial))]
+                              if trial.lr_schedule == "piecewise" else [])
+            callbacks = list(callbacks or []) + per_epoch_rate + [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
             ]
             if self.objective == "val_macro_f1":
@@ -146,6 +150,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
 
     if objective not in OBJECTIVES:
         raise LiverlibError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    config = resolve_weights(config)  # every trial starts from the weights the profile can really have
     if manifest is None:
         manifest = split_for(load_dataset(config=config), config)
     project_dir = Path(project_dir) if project_dir else default_project_dir(config, manifest, objective)
@@ -154,11 +159,14 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
         shutil.rmtree(project_dir, ignore_errors=True)
     project_dir.mkdir(parents=True, exist_ok=True)
     train_rows, val_rows, train_ds, val_ds = training_data(config, search_subset(manifest, config.tuner_train_fraction,
-                                                                                config.seed))
+                                                                                config.seed),
+                                                           normalisation_for(config.weights))
     # the profile's class weighting applies to every trial, as to a training run
     class_weights = class_weights_for(config, train_rows["label"].to_numpy())
+    hypermodel = make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG)
+    hypermodel.steps_per_epoch = -(-len(train_rows) // config.batch_size)
     tuner = keras_tuner.Hyperband(
-        make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG),
+        hypermodel,
         objective=keras_tuner.Objective(objective, direction="max"), max_epochs=config.tuner_max_epochs,
         factor=config.hyperband_factor, seed=config.seed, directory=str(project_dir.parent),
         project_name=project_dir.name, overwrite=False)
@@ -206,7 +214,10 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
     best_config = config.replace(dense_units=int(best_hp["dense_units"]), dropout=float(best_hp["dropout"]),
                                  lr_drop_factor=float(best_hp["lr_drop_factor"]))
     metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy())
-    card = model_card(best_config, manifest, pd.DataFrame(), metrics, "random initialisation", class_weights, split_sha,
+    source = getattr(model, "weights_source", None) or ("imagenet (keras resnet50 notop)" if config.weights == "imagenet"
+                                                         else "random initialisation")
+    card = model_card(best_config, manifest, pd.DataFrame(), metrics, source, class_weights, split_sha,
+                      input_normalisation=normalisation_for(config.weights),
                       tuning={"objective": objective,
                               "hyperparameters": {k: round(best_hp[k], 4) if isinstance(best_hp[k], float) else best_hp[k]
                                                   for k in PAPER_BEST},

@@ -35,6 +35,7 @@ def test_a_run_with_an_old_card_classifies(tiny_run, tmp_path):
     shutil.copy(OLD_CARD, run / CARD_FILE)
     loaded = load_run(run)
     assert loaded.card["profile"] == "laptop" and loaded.model.inputs[0].shape[1] == 64
+    assert (loaded.card["crop"], loaded.card["input_normalisation"]) == ("none", "unit")  # what it was trained with
     assert get_classifier(run).class_names == list(CLASS_NAMES)
 
 
@@ -48,10 +49,12 @@ def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
     card = model_card(config, manifest, history, {"val_accuracy": 0.5}, "random initialisation", None, "0" * 64)
     write_card(tmp_path, card)
     written = json.loads((tmp_path / CARD_FILE).read_text())
-    assert written["schema_version"] == CARD_SCHEMA_VERSION == 2
+    assert written["schema_version"] == CARD_SCHEMA_VERSION == 3
     old = json.loads(OLD_CARD.read_text())
-    assert set(written) == set(old) | {"schema_version"}
-    assert set(written["config"]) == set(old["config"]) and set(written["window"]) == set(old["window"])
+    assert set(written) == set(old) | {"schema_version", "crop", "input_normalisation"}
+    assert (written["crop"], written["input_normalisation"]) == (config.crop, "unit")
+    recipe_levers = {"crop", "weights", "bn_momentum", "lr_schedule", "label_smoothing"}  # config fields since v2
+    assert set(written["config"]) == set(old["config"]) | recipe_levers and set(written["window"]) == set(old["window"])
     assert read_card(tmp_path)["best_epoch"] == 1
 
 
