@@ -1,0 +1,71 @@
+"""Everything a chapter uses, behind one import: ``from liverlib import course as ll``.
+
+d2l's chapters start with ``from d2l import tensorflow as d2l`` and then call ``d2l.train(...)``; ours start
+with ``from liverlib import course as ll`` and call ``ll.train(...)``, ``ll.load_config()``,
+``ll.evaluate_run(...)``. Each name lives in the module that owns it (the table below says which); this
+module only points to it, and imports that module on first use, so a chapter that never trains never
+imports TensorFlow, and ``import liverlib`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_HOMES: dict[str, tuple[str, ...]] = {
+    "config": ("CLASS_NAMES", "PAPER_CLASS_SUPPORT", "PROFILE_NAMES", "estimate_training_seconds",
+               "format_duration", "load_config"),
+    "environment": ("speed_settings", "versions"),
+    "teaching": ("quick_config", "shown_path"),
+    "facts": ("fact", "glue"),
+    "phantom": ("BY_NAME", "LESION_LABEL_MIN", "iter_patient_slices", "make_patient", "make_slice", "make_study",
+                "render_slice", "write_phantom_dataset", "write_phantom_studies"),
+    "windowing": ("WINDOWS", "window_hu", "window_to_uint8"),
+    "dicom": ("write_ct_dicom",),
+    "studies": ("read_study",),
+    "data": ("class_table", "load_dataset", "scan_dataset"),
+    "audit": ("audit_split",),
+    "splits": ("make_split", "split_for", "split_table"),
+    "crop": ("find_crop", "crop_grey"),
+    "preprocess": ("load_images", "load_resized", "make_pipeline", "normalise", "prepare_grey",
+                   "random_affine_layer", "to_model_input"),
+    "blocks": (),
+    "model": ("LAST_CONV_LAYER", "build_modified_resnet50", "copy_weights_by_name", "layer_table"),
+    "schedule": ("learning_rate_at", "piecewise_lr"),
+    "train": ("balanced_class_weights", "plot_curves", "train", "trained_run"),
+    "runs": ("latest_run", "load_run", "read_card"),
+    "tuning": ("PAPER_BEST", "drop_every", "paper_comparison", "plot_scores", "tune"),
+    "metrics": ("expected_calibration_error", "reliability_table", "roc_curves", "scores"),
+    "evaluate": ("apply_temperature", "confident_mistakes", "evaluate_run", "fit_temperature", "headline_table",
+                 "recompute_accuracy"),
+    "baselines": ("leakage_experiment", "nearest_neighbour", "run_baselines", "small_cnn", "summary_row"),
+    "pointing": ("phantom_pointing_game",),
+    "literature": ("PAPER_REPORTED", "claim_checklist", "table2", "table3"),
+    "classify": ("classify",),
+    "study_classify": ("classify_study",),
+    "widget": ("classify_widget",),
+    "plots": ("classification_figure", "confusion_figure", "montage", "reliability_figure", "roc_figure",
+              "show_ct", "show_hu_map", "show_labels", "tissue_table"),
+    "performance": ("load_results",),
+    "errors": ("LiverlibError",),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+MODULES = tuple(_HOMES)  # ``ll.blocks``, ``ll.plots``...: whole modules, for a chapter that studies one
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"liverlib.{_WHERE[name]}"), name)
+    if name in _HOMES:
+        return importlib.import_module(f"liverlib.{name}")
+    raise AttributeError(f"liverlib.course has no {name!r}; it re-exports: {', '.join(sorted(_WHERE))}")
+
+
+def __dir__():
+    return sorted(set(_WHERE) | set(_HOMES))
+
+
+def where(name: str) -> str:
+    """The module that owns a name of the course (``where("train")`` -> ``"liverlib.train"``)."""
+    if name not in _WHERE:
+        raise AttributeError(f"liverlib.course has no {name!r}")
+    return f"liverlib.{_WHERE[name]}"
