@@ -7,7 +7,7 @@ augmentation. Our first epoch is timed on three fresh pipelines (median), since 
 up to 2x on this VM; ImageDataGenerator caches nothing, so each of its epochs is a first epoch. Also
 measured: decoding and resizing alone in two threads with PIL, the most any loader's first epoch could
 reach here. Target: ours at least 5x ImageDataGenerator, and at least 5x the model's training speed
-(2.9 images/s at 224 px on this CPU, shared/FINDINGS.md), so training never waits on data.
+(224 px, measured by benchmarks/training_speed.py on this CPU), so training never waits on data.
 Writes benchmarks/results/pipeline.json.
 
     python -m benchmarks.pipeline [--n 920] [--epochs 3]
@@ -26,7 +26,13 @@ from liverlib.config import load_config
 from liverlib.data import scan_dataset
 from liverlib.preprocess import load_resized, make_pipeline
 
-RESNET50_TRAIN_IMAGES_PER_S_224 = 2.9  # shared/FINDINGS.md, oneDNN on, this 2-core CPU
+
+
+def resnet50_training_images_per_s_224() -> float | None:
+    """ResNet-50's training rate at 224 px, batch 46, as benchmarks/training_speed.py measured it here."""
+    from liverlib.facts import training_speeds
+
+    return training_speeds().get((224, 46))
 
 
 def _rate(iterable, count_of) -> float:
@@ -132,8 +138,9 @@ def main(argv=None) -> dict:
         "first_epoch": ours_aug["first_epoch"] / idg_aug["first_epoch"],
         "cached_epochs": ours_aug["cached_epochs"] / idg_aug["cached_epochs"],
         "first_epoch_ceiling": result["decode_ceiling_2_threads"] / idg_aug["first_epoch"]}
-    # against FINDINGS' training figure here; summary.json uses the rate training_speed measures in the same run
-    result["pipeline_over_training_throughput"] = ours_aug["cached_epochs"] / RESNET50_TRAIN_IMAGES_PER_S_224
+    # against the last committed training benchmark; summary.json uses the rate training_speed measures in the same run
+    training_rate = resnet50_training_images_per_s_224()
+    result["pipeline_over_training_throughput"] = ours_aug["cached_epochs"] / training_rate if training_rate else None
     result["machine"] = machine_info()
     write_result("pipeline_smoke" if args.smoke else "pipeline", result)
     for key, value in result.items():

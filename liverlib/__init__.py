@@ -7,8 +7,8 @@ The default data is a SYNTHETIC abdominal CT phantom (``liverlib.phantom``); rea
 import os as _os
 
 # TensorFlow reads these when it is first imported, so they are set before any liverlib module imports it.
-# oneDNN is off by default on AMD CPUs and roughly doubles ResNet-50 training speed on them
-# (shared/FINDINGS.md); users can still override both.
+# oneDNN is off by default on AMD CPUs and roughly doubles ResNet-50 training speed on them (the settings
+# sweep of benchmarks/training_speed.py: "onednn_off" against "defaults"); users can still override both.
 _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
