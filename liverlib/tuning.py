@@ -19,6 +19,7 @@ any other model.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import warnings
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from liverlib.classes import class_names_of
 from liverlib.config import CLASS_NAMES, RunConfig, training_settings_key
 from liverlib.data import data_key, load_dataset
 from liverlib.errors import LiverlibError
@@ -51,7 +53,7 @@ def drop_every(config: RunConfig) -> int:
     return max(1, round(config.tuner_max_epochs / 4))
 
 
-def macro_f1_callback(val_data, labels):
+def macro_f1_callback(val_data, labels, class_names=CLASS_NAMES):
     """A Keras callback that adds ``val_macro_f1`` to each epoch's logs (the macro-F1 objective)."""
     import keras  # local: heavy dependency
 
@@ -59,7 +61,7 @@ def macro_f1_callback(val_data, labels):
         def on_epoch_end(self, epoch, logs=None):
             if logs is not None:
                 probs = self.model.predict(val_data, verbose=0)
-                logs["val_macro_f1"] = scores(labels, probs, CLASS_NAMES)["macro_f1"]
+                logs["val_macro_f1"] = scores(labels, probs, class_names)["macro_f1"]
 
     return MacroF1()
 
@@ -77,13 +79,14 @@ def _hypermodel_class():
             super().__init__(name="modified_resnet50")
             self.config, self.objective, self.val_labels, self.log = config, objective, val_labels, log
             self.steps_per_epoch = 1  # set by tune() from the training subset, for a step-wise schedule
+            self.class_names = list(CLASS_NAMES)  # set by tune() from the dataset: one output per class
 
         def build(self, hp):
             units = hp.Choice("dense_units", SEARCH_SPACE["dense_units"])
             dropout = hp.Float("dropout", *SEARCH_SPACE["dropout"][:2], step=SEARCH_SPACE["dropout"][2])
             hp.Float("lr_drop_factor", *SEARCH_SPACE["lr_drop_factor"][:2], step=SEARCH_SPACE["lr_drop_factor"][2])
             with precision_policy(self.config):
-                model = build_modified_resnet50(len(CLASS_NAMES), self.config.image_size, units, dropout,
+                model = build_modified_resnet50(len(self.class_names), self.config.image_size, units, dropout,
                                                 self.config.weights, self.config.bn_momentum)
             compile_for_training(model, self.config, self.steps_per_epoch)
             return model
@@ -96,7 +99,8 @@ def _hypermodel_class():
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
             ]
             if self.objective == "val_macro_f1":
-                callbacks.insert(0, macro_f1_callback(kwargs.get("validation_data"), self.val_labels))
+                callbacks.insert(0, macro_f1_callback(kwargs.get("validation_data"), self.val_labels,
+                                                      self.class_names))
             if self.log is not None:  # which process trained what: shows how trials were shared out
                 with open(self.log, "a") as f:
                     f.write(json.dumps({"tuner": os.environ.get("KERASTUNER_TUNER_ID", "single"), "pid": os.getpid(),
@@ -138,8 +142,8 @@ class TuneResult:
 
 def default_project_dir(config: RunConfig, manifest: pd.DataFrame, objective: str) -> Path:
     """``tuning/<profile>-<data key>-<settings key>-seed<seed>-<objective>``: a search under other settings
-    (image size, budget...) starts its own project rather than continuing this one."""
-    key = training_settings_key(config, tuning=True)[:8]
+    (image size, budget, class set...) starts its own project rather than continuing this one."""
+    key = training_settings_key(config, tuning=True, class_names=class_names_of(manifest))[:8]
     return config.artifacts_dir / "tuning" / f"{config.profile}-{data_key(manifest)[:10]}-{key}-seed{config.seed}-{objective}"
 
 
@@ -162,8 +166,10 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
                                                                                 config.seed),
                                                            normalisation_for(config.weights))
     # the profile's class weighting applies to every trial, as to a training run
-    class_weights = class_weights_for(config, train_rows["label"].to_numpy())
+    class_names = class_names_of(manifest)
+    class_weights = class_weights_for(config, train_rows["label"].to_numpy(), len(class_names))
     hypermodel = make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG)
+    hypermodel.class_names = class_names
     hypermodel.steps_per_epoch = -(-len(train_rows) // config.batch_size)
     tuner = keras_tuner.Hyperband(
         hypermodel,
@@ -213,7 +219,7 @@ def _write_best_run(tuner, config, manifest, val_ds, val_rows, project_dir, best
     split_sha = save_split(manifest, tmp / SPLIT_FILE)
     best_config = config.replace(dense_units=int(best_hp["dense_units"]), dropout=float(best_hp["dropout"]),
                                  lr_drop_factor=float(best_hp["lr_drop_factor"]))
-    metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy())
+    metrics = validation_metrics(model, val_ds, val_rows["label"].to_numpy(), class_names_of(manifest))
     source = getattr(model, "weights_source", None) or ("imagenet (keras resnet50 notop)" if config.weights == "imagenet"
                                                          else "random initialisation")
     card = model_card(best_config, manifest, pd.DataFrame(), metrics, source, class_weights, split_sha,
@@ -231,6 +237,53 @@ def paper_comparison(best: dict) -> pd.DataFrame:
     """The paper's reported best configuration beside ours."""
     return pd.DataFrame({"paper (reported)": PAPER_BEST,
                          "this search": {k: best.get(k) for k in PAPER_BEST}})
+
+
+HYPERBAND_ROUNDINGS = ("li2018", "keras-tuner")
+
+
+def hyperband_brackets(max_epochs: int, factor: int = 3, rounding: str = "li2018") -> pd.DataFrame:
+    """Hyperband's schedule for a budget of ``max_epochs`` epochs per configuration (R) and a ``factor`` (eta):
+    one row per bracket and round of successive halving.
+
+    With ``rounding="li2018"`` (Li et al., 2018, Algorithm 1): s_max = floor(log_eta R), B = (s_max + 1) R;
+    bracket s (from s_max down to 0) starts n = ceil(B / R * eta^s / (s + 1)) configurations with
+    r = R eta^-s epochs each, and round i keeps n_i = floor(n eta^-i) of them for r_i = r eta^i epochs.
+    ``rounding="keras-tuner"`` rounds as keras-tuner's Hyperband oracle does (what ``tune`` runs): as many
+    brackets, n_i = ceil(ceil(1 + log_eta R) / (s + 1) * eta^(s - i)) and r_i = ceil(R eta^(i - s)).
+
+    Columns: ``bracket`` (s), ``round`` (i), ``configurations`` (n_i), ``epochs`` (r_i, per configuration),
+    ``epochs_total`` (n_i r_i: the round's cost when every configuration trains from scratch, as the paper
+    counts it) and ``epochs_new`` (n_i (r_i - r_{i-1}): the cost when survivors continue from their
+    checkpoint, as keras-tuner's trials do).
+    """
+    if rounding not in HYPERBAND_ROUNDINGS:
+        raise LiverlibError(f"rounding must be one of {', '.join(HYPERBAND_ROUNDINGS)}, got {rounding!r}")
+    if int(max_epochs) != max_epochs or max_epochs < 1:
+        raise LiverlibError(f"max_epochs must be a whole number of epochs, at least 1; got {max_epochs!r}")
+    if int(factor) != factor or factor < 2:
+        raise LiverlibError(f"Hyperband's factor must be a whole number of at least 2, got {factor!r}")
+    R, eta = int(max_epochs), int(factor)
+    s_max = 0
+    while eta ** (s_max + 1) <= R:  # floor(log_eta R), without floating-point error at exact powers
+        s_max += 1
+    rows = []
+    for s in range(s_max, -1, -1):
+        if rounding == "li2018":
+            n = -(-(s_max + 1) * eta ** s // (s + 1))  # ceil(B / R * eta^s / (s + 1)) with B = (s_max + 1) R
+            sizes = [n // eta ** i for i in range(s + 1)]
+            epochs = [R * eta ** (i - s) for i in range(s + 1)]
+            epochs = [int(r) if float(r).is_integer() else float(r) for r in epochs]
+        else:  # keras_tuner.tuners.hyperband.HyperbandOracle._get_size and _get_epochs, term for term
+            end_size = math.ceil(1 + math.log(R, eta)) / (s + 1)
+            sizes = [math.ceil(end_size * eta ** (s - i)) for i in range(s + 1)]
+            epochs = [math.ceil(R / eta ** (s - i)) for i in range(s + 1)]
+        previous = 0
+        for i, (n_i, r_i) in enumerate(zip(sizes, epochs)):
+            rows.append({"bracket": s, "round": i, "configurations": n_i, "epochs": r_i,
+                         "epochs_total": n_i * r_i, "epochs_new": n_i * (r_i - previous)})
+            previous = r_i
+    return pd.DataFrame(rows)
 
 
 def plot_scores(trials: pd.DataFrame, objective: str = "score"):

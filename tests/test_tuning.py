@@ -198,3 +198,44 @@ def test_the_search_can_train_on_a_sample_of_training_patients():
     assert set(sub.loc[sub["split"] == "unused", "group"]).isdisjoint(kept["group"])
     assert search_subset(manifest, 1.0, seed=0) is manifest
     assert load_config("laptop").tuner_train_fraction == 0.25 and load_config("paper").tuner_train_fraction == 1.0
+
+
+def test_hyperband_brackets_match_li_et_al_2018():
+    """Li et al. (2018), Table 1: R = 81, eta = 3 gives five brackets of successive halving."""
+    from liverlib.tuning import hyperband_brackets
+
+    table = hyperband_brackets(81, 3)
+    expected = {4: ([81, 27, 9, 3, 1], [1, 3, 9, 27, 81]), 3: ([34, 11, 3, 1], [3, 9, 27, 81]),
+                2: ([15, 5, 1], [9, 27, 81]), 1: ([8, 2], [27, 81]), 0: ([5], [81])}
+    assert list(table["bracket"].unique()) == [4, 3, 2, 1, 0]
+    for s, (sizes, epochs) in expected.items():
+        rows = table[table["bracket"] == s]
+        assert list(rows["configurations"]) == sizes and list(rows["epochs"]) == epochs
+        assert list(rows["round"]) == list(range(s + 1))
+    # each bracket costs about B = (s_max + 1) R = 405 epochs when every configuration trains from scratch
+    per_bracket = table.groupby("bracket")["epochs_total"].sum()
+    assert per_bracket.to_dict() == {4: 405, 3: 363, 2: 351, 1: 378, 0: 405}
+    assert (per_bracket <= 405).all()
+    # survivors that continue from their checkpoint train only the epochs they have not trained yet
+    first = table[table["bracket"] == 4]
+    assert list(first["epochs_new"]) == [81 * 1, 27 * 2, 9 * 6, 3 * 18, 1 * 54]
+    # the quick and laptop profiles' budget (R = 2 < eta): one bracket, plain training
+    assert hyperband_brackets(2, 3)[["bracket", "configurations", "epochs"]].values.tolist() == [[0, 1, 2]]
+
+
+@pytest.mark.parametrize("max_epochs,factor", [(2, 3), (80, 3), (81, 3), (10, 2), (100, 4)])
+def test_hyperband_brackets_round_as_keras_tuner_does(max_epochs, factor):
+    from liverlib.errors import LiverlibError
+    from liverlib.tuning import hyperband_brackets
+
+    oracle = keras_tuner.oracles.HyperbandOracle(objective=keras_tuner.Objective("val_accuracy", "max"),
+                                                 max_epochs=max_epochs, factor=factor)
+    table = hyperband_brackets(max_epochs, factor, rounding="keras-tuner")
+    assert table["bracket"].nunique() == oracle._get_num_brackets()
+    for row in table.itertuples():
+        assert row.configurations == oracle._get_size(row.bracket, row.round)
+        assert row.epochs == oracle._get_epochs(row.bracket, row.round)
+    with pytest.raises(LiverlibError, match="rounding"):
+        hyperband_brackets(max_epochs, factor, rounding="other")
+    with pytest.raises(LiverlibError, match="factor"):
+        hyperband_brackets(max_epochs, 1)
