@@ -33,7 +33,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "schedule": ("learning_rate_at", "piecewise_lr"),
     "train": ("balanced_class_weights", "plot_curves", "train", "trained_run"),
     "runs": ("latest_run", "load_run", "read_card"),
-    "tuning": ("PAPER_BEST", "drop_every", "paper_comparison", "plot_scores", "tune"),
+    "tuning": ("PAPER_BEST", "drop_every", "hyperband_brackets", "paper_comparison", "plot_scores", "tune"),
     "metrics": ("expected_calibration_error", "reliability_table", "roc_curves", "scores"),
     "evaluate": ("apply_temperature", "confident_mistakes", "evaluate_run", "fit_temperature", "headline_table",
                  "recompute_accuracy"),
@@ -45,7 +45,12 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "widget": ("classify_widget",),
     "plots": ("classification_figure", "confusion_figure", "montage", "reliability_figure", "roc_figure",
               "show_ct", "show_hu_map", "show_labels", "tissue_table"),
-    "performance": ("load_results",),
+    "performance": ("chapter_facts", "course_cost_table", "course_stages", "gpu_estimates", "gpu_runs_table",
+                    "headline_figures", "latency_figure", "latency_table", "load_results", "measured_on",
+                    "pipeline_table", "process_order_table", "scaling_figure", "scaling_table", "sweep_table",
+                    "targets_table", "throughput_figure", "throughput_table", "training_hours", "training_images"),
+    "explain": ("grad_cam", "overlay", "upsample"),
+    "cli": (),
     "errors": ("LiverlibError",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}

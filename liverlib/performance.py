@@ -449,3 +449,6 @@ def chapter_facts(root=None, paper_config=None) -> dict:
     f["paper_epochs"] = _derived(paper.epochs)
     f["paper_minutes_at_gpu"] = _derived(training_hours(jax, paper) * 60 if jax else None, ".0f")
     return f
+
+
+headline_figures = summary  # the chapters' name for it (``ll.headline_figures``): ``summary`` says little in a chapter
