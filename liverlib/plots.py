@@ -195,3 +195,55 @@ def study_strip_figure(z_mm: Sequence[float], probs: np.ndarray, class_names: Se
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def predicted_share_figure(shares: dict, title: str = "share of validation slices given to each class"):
+    """Per recipe (one panel each), the share of validation slices predicted as each class after every epoch,
+    as stacked bars: ``shares`` maps a recipe's name to a table with epochs as index and classes as columns
+    (:func:`liverlib.ablation.predicted_shares`). A bar of one colour is a model that answers one class."""
+    import matplotlib.pyplot as plt  # local: heavy dependency
+
+    fig, axes = plt.subplots(1, len(shares), figsize=(4.2 * len(shares), 3.4), sharey=True, squeeze=False)
+    colours = dict(zip(sorted({c for t in shares.values() for c in t.columns}), plt.get_cmap("tab10").colors))
+    for ax, (name, table) in zip(axes[0], shares.items()):
+        bottom = np.zeros(len(table))
+        for cls in table.columns:
+            ax.bar(table.index, table[cls], bottom=bottom, color=colours[cls], label=str(cls), width=0.8)
+            bottom += table[cls].to_numpy(dtype=float)
+        ax.set_xticks(list(table.index))
+        ax.set_xlabel("epoch")
+        ax.set_title(str(name), fontsize=10)
+    axes[0][0].set_ylabel("share of validation slices")
+    axes[0][0].set_ylim(0, 1)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def lesion_size_figure(table):
+    """Sensitivity by lesion size: per class (one line each), the share of lesion slices predicted as the true
+    class (left) and as abnormal (right) per diameter bin, with each point's number of slices. ``table`` is
+    :func:`liverlib.lesion_size.sensitivity_by_lesion_size`'s."""
+    import matplotlib.pyplot as plt  # local: heavy dependency
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    classes = list(dict.fromkeys(table.index.get_level_values(0)))
+    for ax, column in zip(axes, ("predicted true class", "predicted abnormal")):
+        for cls in classes:
+            part = table.loc[cls]
+            x = np.arange(len(part))
+            style = dict(color="k", ls="--") if cls == "all" else dict(ls="-")
+            ax.plot(x, part[column], marker="o", label=str(cls), **style)
+            for xi, share, n in zip(x, part[column], part["slices"]):
+                if n and np.isfinite(share):
+                    ax.annotate(str(int(n)), (xi, share), textcoords="offset points", xytext=(0, 5), fontsize=7,
+                                ha="center")
+            ax.set_xticks(x, [str(v) for v in part.index], rotation=30)
+        ax.set_ylim(-0.03, 1.1)
+        ax.set_xlabel("largest lesion's diameter in the slice")
+        ax.set_title(f"share {column}", fontsize=10)
+    axes[0].set_ylabel("share of lesion slices (number: slices)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,119 @@
+"""The recipe ablation's results as tables: which training lever moved the laptop ResNet-50, and by how much.
+
+``benchmarks/recipe_ablation.py`` trains one recipe at a time on a reduced budget (a share of the training
+patients, every validation and test slice, a few epochs) and merges its records into
+``benchmarks/results/recipe_ablation.json``::
+
+    {"recipes": {"baseline": {"settings": {"crop": "none", "bn_momentum": 0.99, ...}, "epochs": 6,
+                              "best_epoch": 5, "test_macro_f1": ..., "test_macro_f1_ci95": [low, high],
+                              "test_balanced_accuracy": ..., "seconds": ...,
+                              "history": [{"epoch": 1, "val_predicted_share": {"benign": 1.0, ...}}, ...]},
+                 "crop": {...}, ...},
+     "note": "reduced budget: ... ranks the levers, not the final figure"}
+
+:func:`ablation_table` gives one row per recipe, with its *lever*: what it changes against the closest
+recipe before it (the earlier recipe that differs in the fewest settings, the latest one on a tie), so
+``bn-momentum-0.9`` reads "batch-norm momentum 0.99 -> 0.9" against ``crop``. :func:`predicted_shares` gives
+the share of validation slices given to each class after every epoch: the "all benign" symptom.
+The file may hold only some recipes while the benchmark runs; both functions read what is there.
+
+Light: no TensorFlow; pandas on use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from liverlib.errors import LiverlibError
+
+SETTING_NAMES = {"crop": "crop", "image_size": "input size", "bn_momentum": "batch-norm momentum",
+                 "schedule": "learning-rate schedule", "sampling": "sampling", "label_smoothing": "label smoothing",
+                 "weights": "initial weights"}
+COLUMNS = ("compared with", "lever", "test macro-F1", "CI low", "CI high", "balanced accuracy", "best epoch",
+           "epochs", "seconds")
+
+
+def default_path() -> Path | None:
+    """``recipe_ablation.json`` in the benchmark results (:func:`liverlib.facts.results_dir`), or None."""
+    from liverlib.facts import results_dir
+
+    folder = results_dir()
+    return folder / "recipe_ablation.json" if folder is not None else None
+
+
+def read_recipes(path: str | os.PathLike | None = None) -> dict[str, dict]:
+    """The finished recipes of an ablation result file, by name, in the order the benchmark ran them."""
+    path = Path(path) if path is not None else default_path()
+    if path is None or not path.is_file():
+        raise LiverlibError(f"no recipe ablation results at {path}; run `python -m benchmarks.recipe_ablation` "
+                            "in a source checkout")
+    try:
+        found = json.loads(path.read_text())
+    except ValueError as exc:
+        raise LiverlibError(f"{path.name} is not valid JSON ({exc}); rerun the ablation") from None
+    recipes = found.get("recipes") if isinstance(found, dict) else None
+    if not isinstance(recipes, dict):
+        raise LiverlibError(f"{path.name} has no 'recipes' object")
+    return recipes
+
+
+def _show(value) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def changes(settings: dict, before: dict) -> list[str]:
+    """What ``settings`` changes against ``before``: ``["crop none -> liver", ...]``, in the order of the keys."""
+    keys = list(before) + [k for k in settings if k not in before]
+    return [f"{SETTING_NAMES.get(k, k)} {_show(before.get(k))} -> {_show(settings.get(k))}"
+            for k in keys if settings.get(k) != before.get(k)]
+
+
+def closest_earlier(names: list[str], recipes: dict[str, dict], index: int) -> str | None:
+    """The recipe before ``names[index]`` that differs from it in the fewest settings (the latest on a tie)."""
+    here = recipes[names[index]].get("settings", {})
+    best, fewest = None, None
+    for name in names[:index]:
+        n = len(changes(here, recipes[name].get("settings", {})))
+        if fewest is None or n <= fewest:
+            best, fewest = name, n
+    return best
+
+
+def ablation_table(path: str | os.PathLike | None = None):
+    """One row per finished recipe: the recipe it is compared with and its lever (what it changes), the test
+    macro-F1 with its patient-level 95% interval (``CI low``, ``CI high``), balanced accuracy, the best epoch
+    (lowest validation loss) of the epochs run, and the wall time in seconds."""
+    import pandas as pd  # local: heavy dependency
+
+    recipes = read_recipes(path)
+    names = list(recipes)
+    rows = []
+    for i, name in enumerate(names):
+        record = recipes[name]
+        parent = closest_earlier(names, recipes, i)
+        lever = ("the starting point" if parent is None
+                 else "; ".join(changes(record.get("settings", {}), recipes[parent].get("settings", {}))) or "nothing")
+        if record.get("peak_learning_rate") is not None:
+            lever += f" (peak rate {record['peak_learning_rate']:.1e} from a range test)"
+        low, high = (list(record.get("test_macro_f1_ci95") or []) + [None, None])[:2]
+        rows.append({"recipe": name, "compared with": parent or "", "lever": lever,
+                     "test macro-F1": record.get("test_macro_f1"), "CI low": low, "CI high": high,
+                     "balanced accuracy": record.get("test_balanced_accuracy"), "best epoch": record.get("best_epoch"),
+                     "epochs": record.get("epochs"), "seconds": record.get("seconds")})
+    return pd.DataFrame(rows, columns=("recipe", *COLUMNS)).set_index("recipe")
+
+
+def predicted_shares(recipe: str, path: str | os.PathLike | None = None):
+    """Per epoch (index, from 1), the share of validation slices the recipe's model gave to each class
+    (columns): a row of 1.0 under one class is a model that answers that class for every slice."""
+    import pandas as pd  # local: heavy dependency
+
+    recipes = read_recipes(path)
+    if recipe not in recipes:
+        raise LiverlibError(f"no recipe {recipe!r} in the ablation results; they hold {', '.join(recipes) or 'none'}")
+    history = recipes[recipe].get("history") or []
+    table = pd.DataFrame([h.get("val_predicted_share", {}) for h in history],
+                         index=pd.Index([h.get("epoch") for h in history], name="epoch"))
+    return table.fillna(0.0)

@@ -1,0 +1,91 @@
+"""The recipe ablation's table and class shares, read from a tiny result file the test writes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from liverlib.ablation import ablation_table, changes, predicted_shares
+from liverlib.errors import LiverlibError
+
+BASE = {"crop": "none", "image_size": 64, "bn_momentum": 0.99, "schedule": "constant"}
+
+
+def _record(settings, f1, ci, shares, **extra):
+    history = [{"epoch": e + 1, "val_predicted_share": s} for e, s in enumerate(shares)]
+    return {"settings": settings, "epochs": len(shares), "best_epoch": len(shares), "test_macro_f1": f1,
+            "test_macro_f1_ci95": ci, "test_balanced_accuracy": 0.25, "seconds": 12.5, "history": history, **extra}
+
+
+@pytest.fixture
+def result_file(tmp_path):
+    all_benign = {"benign": 1.0, "cirrhosis": 0.0, "malignant": 0.0, "normal": 0.0}
+    mixed = {"benign": 0.5, "cirrhosis": 0.1, "malignant": 0.3, "normal": 0.1}
+    recipes = {
+        "baseline": _record(BASE, 0.19, [0.17, 0.21], [all_benign, all_benign]),
+        "crop": _record({**BASE, "crop": "liver"}, 0.19, [0.17, 0.21], [all_benign, all_benign]),
+        "bn-momentum-0.9": _record({**BASE, "crop": "liver", "bn_momentum": 0.9}, 0.35, [0.3, 0.4],
+                                   [mixed, all_benign]),
+        "warmup-lr": _record({**BASE, "crop": "liver", "schedule": "warmup-cosine"}, 0.3, [0.25, 0.33],
+                             [mixed], peak_learning_rate=3e-4),
+        "crop+bn+warmup": _record({**BASE, "crop": "liver", "bn_momentum": 0.9, "schedule": "warmup-cosine"},
+                                  0.4, [0.35, 0.45], [mixed]),
+        "nocrop-128": _record({**BASE, "image_size": 128}, 0.2, None, [mixed]),
+    }
+    path = tmp_path / "recipe_ablation.json"
+    path.write_text(json.dumps({"recipes": recipes, "note": "reduced budget"}))
+    return path
+
+
+def test_each_recipe_is_compared_with_its_closest_earlier_recipe(result_file):
+    table = ablation_table(result_file)
+    assert list(table.index) == ["baseline", "crop", "bn-momentum-0.9", "warmup-lr", "crop+bn+warmup", "nocrop-128"]
+    assert table.loc["baseline", "lever"] == "the starting point"
+    assert table.loc["crop", "lever"] == "crop none -> liver"
+    assert table.loc["bn-momentum-0.9", "compared with"] == "crop"
+    assert table.loc["bn-momentum-0.9", "lever"] == "batch-norm momentum 0.99 -> 0.9"
+    # warmup-lr differs from crop in one setting, from bn-momentum-0.9 in two
+    assert table.loc["warmup-lr", "compared with"] == "crop"
+    assert table.loc["warmup-lr", "lever"].startswith("learning-rate schedule constant -> warmup-cosine (peak rate 3.0e-04")
+    # a tie (one change from bn-momentum-0.9 and from warmup-lr): the latest
+    assert table.loc["crop+bn+warmup", "compared with"] == "warmup-lr"
+    assert table.loc["nocrop-128", "compared with"] == "baseline"
+    assert table.loc["nocrop-128", "lever"] == "input size 64 -> 128"
+
+
+def test_the_table_carries_the_figures_and_intervals(result_file):
+    table = ablation_table(result_file)
+    row = table.loc["bn-momentum-0.9"]
+    assert (row["test macro-F1"], row["CI low"], row["CI high"]) == (0.35, 0.3, 0.4)
+    assert row["balanced accuracy"] == 0.25 and row["best epoch"] == 2 and row["epochs"] == 2 and row["seconds"] == 12.5
+    assert np.isnan(table.loc["nocrop-128", "CI low"])  # no interval recorded
+
+
+def test_predicted_shares_per_epoch(result_file):
+    shares = predicted_shares("bn-momentum-0.9", result_file)
+    assert list(shares.index) == [1, 2] and shares.index.name == "epoch"
+    assert shares.loc[1, "malignant"] == 0.3 and shares.loc[2, "benign"] == 1.0
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+    with pytest.raises(LiverlibError, match="no recipe 'size-96'"):
+        predicted_shares("size-96", result_file)
+
+
+def test_a_missing_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(LiverlibError, match="recipe_ablation"):
+        ablation_table(tmp_path / "nothing.json")
+
+
+def test_changes_lists_every_setting_that_differs():
+    assert changes({**BASE, "crop": "liver", "bn_momentum": 0.9}, BASE) == ["crop none -> liver",
+                                                                           "batch-norm momentum 0.99 -> 0.9"]
+    assert changes(BASE, BASE) == []
+
+
+def test_the_share_figure_draws_the_numbers(result_file):
+    from liverlib.plots import predicted_share_figure
+
+    shares = {name: predicted_shares(name, result_file) for name in ("baseline", "bn-momentum-0.9")}
+    fig = predicted_share_figure(shares)
+    assert len(fig.axes) == 2
+    heights = sorted(p.get_height() for p in fig.axes[0].patches)
+    assert heights[-2:] == [1.0, 1.0]  # all benign in both epochs of the baseline
