@@ -232,7 +232,7 @@ def measured_on(results: dict[str, dict]):
         rows.append({"benchmark": name, "measured": str(date)[:16].replace("T", " "),
                      "machine": machine.get("cpu") or result.get("device", ""), "cores": machine.get("cores"),
                      "tensorflow": machine.get("versions", {}).get("tensorflow-cpu", "")})
-    return pd.DataFrame(rows).set_index("benchmark") if rows else pd.DataFrame()
+    return pd.DataFrame(rows).astype({"cores": "Int64"}).set_index("benchmark") if rows else pd.DataFrame()
 
 
 def _spread(entry: dict, key: str) -> str:

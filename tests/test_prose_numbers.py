@@ -146,8 +146,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 BEING_REWRITTEN: dict[str, str] = {
     "04_training.ipynb": "its results paragraph quotes one laptop run (validation macro-F1 and balanced accuracy, "
                          "test macro-F1 against the small CNN's, about 20 minutes of training)",
-    "09_performance.ipynb": "its notes quote earlier benchmark runs (images/s, ms, GFLOP/s, GiB, the H100 "
-                            "run's images/s and shares of the matmul rate)",
 }
 
 
