@@ -125,3 +125,24 @@ def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
     runs = gpu_runs_table(gpu)
     assert list(runs["images_per_s"]) == [9000.0, 5000.0, 2000.0] and runs.loc[2, "precision"] == "mixed float16"
     assert gpu_runs_table({}).empty
+
+
+@pytest.mark.benchmark
+@pytest.mark.slow
+def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
+    """The training-recipe work (liver crop, lever ablation) and the whole-study benchmarks, on tiny inputs."""
+    env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
+    for name in ("liver_crop", "recipe_ablation", "study_latency", "study_liver_slices", "study_rules"):
+        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--smoke"], cwd=REPO, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, name + proc.stdout[-2000:] + proc.stderr[-3000:]
+    crop = _smoke("liver_crop")
+    assert set(crop["small_cnn"]) == {"none", "body", "liver"}
+    for view, read in crop["crop_quality"]["orientation_read_right"].items():
+        assert 0 <= read["left_right"] <= 1, view
+    ablation = _smoke("recipe_ablation")["recipes"]
+    assert set(ablation) == {"baseline", "crop"}
+    for record in ablation.values():
+        assert len(record["history"]) == 1 and 0 <= record["test_macro_f1"] <= 1
+        assert record["test_macro_f1_ci95"][0] <= record["test_macro_f1"] <= record["test_macro_f1_ci95"][1] + 1e-9
+    assert ablation["crop"]["settings"]["crop"] == "liver" and ablation["baseline"]["settings"]["crop"] == "none"
