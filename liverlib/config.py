@@ -2,13 +2,17 @@
 
 A profile fixes the size of a run: how much phantom data, which image size, how many epochs. Three exist:
 
-* ``quick``: CI and nbval. Tiny data, small images, 1-2 epochs; finishes in seconds to a few minutes.
+* ``quick``: CI and nbval. Tiny data, small images, 1-2 epochs; finishes in seconds to a few minutes. It
+  takes the laptop profile's crop and batch-norm momentum, so CI runs the code paths the book runs, but
+  never asks the network for weights.
 * ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU: the full
-  phantom, 64 px, 8 epochs, class weights on (training about 21 minutes, the whole book about 41, measured
-  with ``python -m benchmarks.course_cost --only book``). Too short for ResNet-50 from random weights to
-  learn much; see notebook 04.
+  phantom, 64 px, 8 epochs, class weights on, the liver-region crop (more detail at the same input size),
+  batch-norm momentum 0.9 (moving statistics that keep up with a short run), and ImageNet weights when they
+  can be fetched (random initialisation otherwise). Its cost is measured by
+  ``python -m benchmarks.course_cost --only book``; what each lever buys, by ``benchmarks/recipe_ablation.py``.
 * ``paper``: the paper's exact settings (224x224x3, batch 46, Adam 1e-4, 80 epochs, x0.1 every 20 epochs,
-  early stopping patience 10, 70/15/15 split). Meant for a GPU; it prints its estimated time first.
+  early stopping patience 10, 70/15/15 split, transfer learning from ImageNet weights, the whole slice).
+  Meant for a GPU; it prints its estimated time first.
 
 The knobs are environment variables, so CI can shrink every notebook without editing it:
 ``LIVERLIB_PROFILE`` (quick | laptop | paper), ``LIVERLIB_DATA_DIR`` (a folder of real or phantom data;
@@ -185,7 +189,7 @@ _PROFILES: dict[str, dict] = {
         window_level=40.0, window_width=400.0,
         image_size=64, batch_size=16, epochs=2, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
         beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
-        hyperband_factor=3, tuner_max_epochs=2,
+        hyperband_factor=3, tuner_max_epochs=2, crop="liver", bn_momentum=0.9,
     ),
     "laptop": dict(
         phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
@@ -193,13 +197,14 @@ _PROFILES: dict[str, dict] = {
         image_size=64, batch_size=32, epochs=8, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
         beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
         hyperband_factor=3, tuner_max_epochs=2, tuner_train_fraction=0.25, class_weighting=True,
+        crop="liver", bn_momentum=0.9, weights="imagenet",
     ),
     "paper": dict(
         phantom_n=PAPER_DATASET_SIZE, phantom_size=512, phantom_seed=0, split_fractions=(0.7, 0.15, 0.15),
         window_level=40.0, window_width=400.0,
         image_size=224, batch_size=46, epochs=80, learning_rate=1e-4, lr_drop_every=20, lr_drop_factor=0.1,
         beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
-        hyperband_factor=3, tuner_max_epochs=80,
+        hyperband_factor=3, tuner_max_epochs=80, weights="imagenet",
     ),
 }
 
@@ -225,15 +230,18 @@ _NOT_LEARNING_SETTINGS = {"profile", "phantom_n", "phantom_size", "phantom_seed"
 _TUNING_SETTINGS = {"hyperband_factor", "tuner_max_epochs", "tuner_train_fraction"}
 
 
-def training_settings_key(config: RunConfig, tuning: bool = False) -> str:
+def training_settings_key(config: RunConfig, tuning: bool = False, class_names=None) -> str:
     """SHA-256 of the settings that decide what a training run learns (image size, recipe, seed, class
     weighting...), so a run trained under other settings is never taken for this configuration's run.
-    With ``tuning``, the Hyperband settings count too (for a search's project folder)."""
+    With ``tuning``, the Hyperband settings count too (for a search's project folder). ``class_names``: the
+    classes the model learns, when they are not the paper's four (which keep the key they always had)."""
     import hashlib
     import json
 
     skip = _NOT_LEARNING_SETTINGS | (set() if tuning else _TUNING_SETTINGS)
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
+    if class_names is not None and tuple(class_names) != CLASS_NAMES:
+        settings["class_names"] = [str(c) for c in class_names]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
