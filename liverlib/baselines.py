@@ -23,6 +23,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from liverlib.classes import class_names_of
 from liverlib.config import CLASS_NAMES
 from liverlib.evaluate import bootstrap_ci
 from liverlib.metrics import scores
@@ -179,7 +180,7 @@ def leakage_experiment(manifest: pd.DataFrame, images: np.ndarray, fractions=(0.
                "split": "slice-level random (leaky)" if strategy == "random" else "patient-grouped",
                "test images with their patient in training": f"{leaked} of {len(index['test'])}"}
         for part, sel in (("val", slice(0, n_val)), ("test", slice(n_val, None))):
-            found = scores(labels[index[part]], probs[sel], CLASS_NAMES)
+            found = scores(labels[index[part]], probs[sel], class_names_of(manifest))
             row[f"{part} accuracy"] = round(found["accuracy"], 3)
             row[f"{part} macro-F1"] = round(found["macro_f1"], 3)
         rows.append(row)

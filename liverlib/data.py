@@ -1,12 +1,18 @@
 """Load an image dataset the way real ones arrive, into one manifest.
 
-Two layouts are read (class folder names are case-insensitive; common synonyms are mapped and reported)::
+Two layouts are read::
 
     DIR/benign/ DIR/cirrhosis/ DIR/malignant/ DIR/normal/         one folder per class
     DIR/train/<class>/ DIR/valid/<class>/ DIR/test/<class>/       already split (val/ and validation/ too)
 
+Class folders are mapped by :mod:`liverlib.classes`: a synonym of one of the paper's four classes (any
+case; ``HCC``, ``Normal liver``...) becomes that class, any other folder with images a class of its own
+(``Fatty Liver`` -> ``fatty_liver``); the report says which folder became which class and which are new.
+The dataset's classes are those found, sorted; a label is a class's position among them.
+
 Several folders (the paper merged a tumour set and a cirrhosis set) load as one dataset with the
-source of each image recorded. Every file is decoded once; corrupt, empty, unreadable or too-large
+source of each image recorded. A ``groups.csv`` in a dataset folder (columns ``file``, the path inside the
+folder, and ``group``, such as a patient id) says which images a split must keep together. Every file is decoded once; corrupt, empty, unreadable or too-large
 files are skipped and listed in the report, never silently dropped and never fatal to the whole load.
 
 The manifest has one row per image: ``file`` (absolute path), ``rel`` (relative to its source folder),
@@ -26,20 +32,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from liverlib.classes import PAPER_CLASSES, class_for_folder, class_names_of
 from liverlib.config import CLASS_NAMES
 from liverlib.errors import LiverlibError
 from liverlib.imageio import IMAGE_SUFFIXES, decode_image, read_file
 from liverlib.nearcopy import near_duplicate_groups
 
-CLASS_SYNONYMS: dict[str, str] = {
-    "benign": "benign", "benign_tumor": "benign", "benign_tumour": "benign", "benign tumor": "benign",
-    "benign tumour": "benign", "benign-tumor": "benign", "non_malignant": "benign",
-    "malignant": "malignant", "malignant_tumor": "malignant", "malignant_tumour": "malignant",
-    "malignant tumor": "malignant", "malignant-tumor": "malignant", "cancer": "malignant", "hcc": "malignant",
-    "cirrhosis": "cirrhosis", "cirrhotic": "cirrhosis", "liver_cirrhosis": "cirrhosis", "liver cirrhosis": "cirrhosis",
-    "normal": "normal", "healthy": "normal", "normal_liver": "normal", "no_tumor": "normal", "notumor": "normal",
-    "no tumor": "normal",
-}
 SPLIT_SYNONYMS: dict[str, str] = {"train": "train", "training": "train", "val": "val", "valid": "val",
                                   "validation": "val", "test": "test", "testing": "test"}
 IGNORED_DIRS = {"masks", "mask", "labels", "__macosx", ".ipynb_checkpoints"}
@@ -54,7 +52,10 @@ class LoadReport:
     sources: list[str]
     layout: str  # "class folders" or "pre-split"
     counts: dict[str, int]
-    synonyms: dict[str, str] = field(default_factory=dict)  # folder name -> class, where not identical
+    synonyms: dict[str, str] = field(default_factory=dict)  # folder name -> paper's class, where not identical
+    folders: dict[str, str] = field(default_factory=dict)  # every class folder's name -> its class
+    class_names: list[str] = field(default_factory=list)  # the classes found, sorted: the model's output order
+    new_classes: list[str] = field(default_factory=list)  # classes that are not among the paper's four
     ignored: list[str] = field(default_factory=list)  # folders and files that are not images of a class
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     group_from: str = ""
@@ -65,6 +66,13 @@ class LoadReport:
                  "  " + ", ".join(f"{c}: {n}" for c, n in self.counts.items())]
         if self.synonyms:
             lines.append("  folder names mapped: " + ", ".join(f"{k!r} -> {v}" for k, v in self.synonyms.items()))
+        if self.new_classes:
+            origin = {c: [f for f, k in self.folders.items() if k == c] for c in self.new_classes}
+            lines.append("  new classes (not among the paper's four): " + ", ".join(
+                f"{c} (folder {', '.join(map(repr, origin[c]))})" for c in self.new_classes))
+        absent = [c for c in PAPER_CLASSES if c not in self.counts]
+        if absent and self.counts:
+            lines.append(f"  of the paper's four classes, not in this dataset: {', '.join(absent)}")
         if self.group_from:
             lines.append(f"  groups for splitting: {self.group_from}")
         if self.ignored:
@@ -84,11 +92,6 @@ class Dataset:
     report: LoadReport
 
 
-def class_of(folder_name: str) -> str | None:
-    key = folder_name.strip().lower()
-    return CLASS_SYNONYMS.get(key) or CLASS_SYNONYMS.get(key.replace("-", "_"))
-
-
 def _candidate_files(folder: Path) -> list[Path]:
     files = []
     for path in sorted(folder.rglob("*")):
@@ -99,16 +102,24 @@ def _candidate_files(folder: Path) -> list[Path]:
     return files
 
 
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in folder.rglob("*"))
+
+
 def _find_class_folders(root: Path, report: LoadReport, split: str = "") -> list[tuple[Path, str, str]]:
+    """The class folders under root: synonyms of the paper's classes, and every other folder that holds images
+    (a class of its own); folders of neither kind are listed as ignored."""
     found = []
     for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        cls = class_of(child.name)
-        if cls is None:
-            if child.name.lower() not in IGNORED_DIRS:
-                report.ignored.append(str(child.relative_to(root.parent if split else root)) + "/")
+        if child.name.lower() in IGNORED_DIRS:
             continue
-        if child.name != cls:
+        cls, new = class_for_folder(child.name)
+        if new and not _has_images(child):
+            report.ignored.append(str(child.relative_to(root.parent if split else root)) + "/")
+            continue
+        if child.name != cls and not new:
             report.synonyms[child.name] = cls
+        report.folders[child.name] = cls
         found.append((child, cls, split))
     return found
 
@@ -130,8 +141,8 @@ def _layout(root: Path, report: LoadReport) -> list[tuple[Path, str, str]]:
     folders = _find_class_folders(root, report)
     if not folders:
         names = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no sub-folders at all"
-        raise LiverlibError(f"{root} has no class folders (found: {names}); expected folders named "
-                            f"{', '.join(CLASS_NAMES)} (or train/valid/test folders that hold them)")
+        raise LiverlibError(f"{root} has no class folders with images (found: {names}); expected one folder per "
+                            f"class, such as {', '.join(CLASS_NAMES)} (or train/valid/test folders that hold them)")
     return folders
 
 
@@ -174,18 +185,18 @@ def scan_dataset(roots: str | os.PathLike | list, *, groups_csv: str | os.PathLi
                 report.skipped.append((str(path.relative_to(root.parent)), error))
                 continue
             rows.append({"file": str(path.resolve()), "rel": path.relative_to(root).as_posix(), "class": cls,
-                         "label": CLASS_NAMES.index(cls), "source": root.name, "split": split, **info})
+                         "source": root.name, "split": split, **info})
     if not rows:
         raise LiverlibError(f"none of the {len(entries)} files could be read; see the report:\n"
                             + "\n".join(f"  {f}: {why}" for f, why in report.skipped[:10]))
     manifest = pd.DataFrame(rows)
+    report.class_names = class_names_of(manifest)  # sorted, as Keras' directory loaders sort class folders
+    report.new_classes = [c for c in report.class_names if c not in PAPER_CLASSES]
+    manifest.insert(3, "label", manifest["class"].map({c: i for i, c in enumerate(report.class_names)}))
     manifest["synthetic"] = manifest["source"].map({r.name: _is_synthetic(r) for r in roots})
     manifest["group"], report.group_from = _groups(manifest, roots, groups_csv)
     manifest["group_from"] = report.group_from
     report.counts = {c: int(n) for c, n in sorted(Counter(manifest["class"]).items())}
-    missing = [c for c in CLASS_NAMES if c not in report.counts]
-    if missing:
-        report.ignored.append(f"no images for class(es): {', '.join(missing)}")
     return Dataset(manifest=manifest.reset_index(drop=True), report=report)
 
 
@@ -199,32 +210,42 @@ def _is_synthetic(root: Path) -> bool:
         return False
 
 
+def _user_groups(rel: pd.Series, path: Path) -> pd.Series:
+    """The group of each file (``rel``: paths inside its dataset folder) from a CSV with columns file, group."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"file", "group"} <= set(table.columns):
+        raise LiverlibError(f"{path} needs the columns 'file' and 'group' (found {', '.join(table.columns)})")
+    groups = rel.map(dict(zip(table["file"].str.strip(), table["group"])))
+    if groups.isna().any():
+        missing = rel[groups.isna()].head(3).tolist()
+        raise LiverlibError(f"{path} has no group for {int(groups.isna().sum())} file(s), e.g. {missing}")
+    return groups
+
+
 def _groups(manifest: pd.DataFrame, roots: list[Path], groups_csv) -> tuple[pd.Series, str]:
-    """Group ids: a user CSV, else the phantom manifest's patients, else near-duplicate clusters."""
-    if groups_csv is not None:
-        table = pd.read_csv(groups_csv)
-        if not {"file", "group"} <= set(table.columns):
-            raise LiverlibError(f"{groups_csv} needs the columns 'file' and 'group' (found {', '.join(table.columns)})")
-        mapping = dict(zip(table["file"].astype(str), table["group"].astype(str)))
-        groups = manifest["rel"].map(mapping)
-        if groups.isna().any():
-            missing = manifest.loc[groups.isna(), "rel"].head(3).tolist()
-            raise LiverlibError(f"{groups_csv} has no group for {int(groups.isna().sum())} file(s), e.g. {missing}")
-        return manifest["source"] + ":" + groups, f"user CSV {Path(groups_csv).name}"
+    """Group ids, per dataset folder: ``groups_csv`` if given, else the folder's own groups.csv (file, group),
+    else the patient ids of a phantom's manifest.csv, else near-duplicate clusters."""
     mapped = pd.Series(index=manifest.index, dtype=object)
+    found = []
     for root in roots:
+        sel = manifest["source"] == root.name
+        user = Path(groups_csv) if groups_csv is not None else root / GROUPS_FILE
+        if groups_csv is not None or user.is_file():
+            mapped[sel] = root.name + ":" + _user_groups(manifest.loc[sel, "rel"], user)
+            found.append(f"user CSV {user.name}")
+            continue
         path = root / MANIFEST_FILE
         if path.is_file():
             table = pd.read_csv(path, dtype=str, keep_default_na=False)
             if {"file", "patient_id"} <= set(table.columns):
                 patients = dict(zip(table["file"], table["patient_id"]))
-                sel = manifest["source"] == root.name
                 mapped[sel] = root.name + ":" + manifest.loc[sel, "rel"].map(patients)
-    if mapped.notna().all():
-        return mapped, "patient ids from the dataset's manifest.csv"
-    clusters = near_duplicate_groups(manifest.loc[mapped.isna(), "file"].tolist())
-    mapped[mapped.isna()] = ["dup:" + str(c) for c in clusters]
-    return mapped, "near-duplicate clusters (no patient ids given; add groups.csv to use your own)"
+                found.append("patient ids from the dataset's manifest.csv")
+    if mapped.isna().any():
+        clusters = near_duplicate_groups(manifest.loc[mapped.isna(), "file"].tolist())
+        mapped[mapped.isna()] = ["dup:" + str(c) for c in clusters]
+        found.append(f"near-duplicate clusters (no patient ids given; add {GROUPS_FILE} to use your own)")
+    return mapped, "; ".join(dict.fromkeys(found))
 
 
 def load_dataset(data_dir: str | os.PathLike | None = None, config=None) -> Dataset:
@@ -260,7 +281,8 @@ def data_key(manifest: pd.DataFrame) -> str:
 
 def class_table(manifest: pd.DataFrame) -> pd.DataFrame:
     """Images per class (and per split, if any) with percentages."""
-    counts = manifest.groupby("class").size().reindex(CLASS_NAMES, fill_value=0)
+    classes = class_names_of(manifest)
+    counts = manifest.groupby("class").size().reindex(classes, fill_value=0)
     table = pd.DataFrame({"images": counts, "share": (counts / counts.sum()).round(3)})
-    table["groups"] = manifest.groupby("class")["group"].nunique().reindex(CLASS_NAMES, fill_value=0)
+    table["groups"] = manifest.groupby("class")["group"].nunique().reindex(classes, fill_value=0)
     return table

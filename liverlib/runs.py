@@ -3,8 +3,8 @@
 A training run (:mod:`liverlib.train`) or a finished search (:mod:`liverlib.tuning`) leaves a folder::
 
     model.keras          the best model (read it with load_run: Keras safe mode)
-    model_card.json      class names in output order, input size, window, profile, seed, data and split
-                         hashes, versions, validation metrics: everything classify needs
+    model_card.json      class names in output order (and which one is normal), input size, window, profile,
+                         seed, data and split hashes, versions, validation metrics: everything classify needs
     history.csv          one row per epoch
     curves.png           loss, accuracy and learning rate per epoch
     split.csv            the split this run used
@@ -24,6 +24,7 @@ from typing import Callable, TypeVar
 
 import pandas as pd
 
+from liverlib.classes import normal_class
 from liverlib.config import RunConfig, training_settings_key
 from liverlib.errors import LiverlibError
 
@@ -64,7 +65,9 @@ def read_card(run_dir: str | os.PathLike) -> dict:
     """A run's model card, checked for what is needed to apply the model.
 
     A card without ``schema_version`` was written before it existed and is read as version 1; keys added
-    since (:data:`CARD_DEFAULTS`) get the values that older runs were trained with.
+    since (:data:`CARD_DEFAULTS`) get the values that older runs were trained with. A card without
+    ``normal_class`` (written before datasets could have other classes than the paper's four) gets the class
+    named ``normal``, if it has one.
     """
     path = Path(run_dir) / CARD_FILE
     try:
@@ -80,7 +83,10 @@ def read_card(run_dir: str | os.PathLike) -> dict:
     missing = set(CARD_REQUIRED) - set(card)
     if missing:
         raise LiverlibError(f"{path} lacks {', '.join(sorted(missing))}; the model cannot be applied safely")
-    return {**CARD_DEFAULTS, **card}
+    card = {**CARD_DEFAULTS, **card}
+    if "normal_class" not in card:
+        card["normal_class"] = normal_class(card["class_names"])
+    return card
 
 
 def card_settings_key(run_dir: Path) -> str | None:
@@ -151,16 +157,16 @@ def load_run(run_dir: str | os.PathLike, with_history: bool = False) -> RunResul
 
 # ------------------------------------------------------------------------------------------- finding runs
 
-def latest_run(config: RunConfig, same_settings: bool = True) -> Path | None:
+def latest_run(config: RunConfig, same_settings: bool = True, class_names=None) -> Path | None:
     """The newest finished run of the configuration's profile under its artifacts folder, if there is one.
 
     With ``same_settings`` (the default), only a run trained under this configuration's training settings
     counts (see :func:`liverlib.config.training_settings_key`): after a profile changes, its old runs are not
-    taken for new ones.
+    taken for new ones. ``class_names``: the classes of a dataset other than the paper's four.
     """
     runs = [p for p in (config.artifacts_dir / "runs").glob(f"{config.profile}-*") if (p / CARD_FILE).is_file()]
     if same_settings:
-        key = training_settings_key(config)
+        key = training_settings_key(config, class_names=class_names)
         runs = [p for p in runs if card_settings_key(p) == key]
     return max(runs, key=lambda p: (p / CARD_FILE).stat().st_mtime) if runs else None
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from liverlib.config import CLASS_NAMES, RunConfig, estimate_training_seconds, format_duration, training_settings_key
+from liverlib.classes import class_names_of, normal_class
+from liverlib.config import RunConfig, estimate_training_seconds, format_duration, training_settings_key
 from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError
@@ -40,29 +41,44 @@ from liverlib.weights import normalisation_for
 MONITOR = "val_loss"
 
 
-def balanced_class_weights(labels: np.ndarray, num_classes: int = len(CLASS_NAMES)) -> dict[int, float]:
-    """n_samples / (n_classes * count): rare classes weigh more (scikit-learn's 'balanced')."""
-    counts = np.bincount(np.asarray(labels), minlength=num_classes)
+def balanced_class_weights(labels: np.ndarray, num_classes: int | None = None) -> dict[int, float]:
+    """n_samples / (n_classes * count): rare classes weigh more (scikit-learn's 'balanced'). ``num_classes``:
+    the model's outputs (default: one past the largest label); a class without examples weighs 0."""
+    labels = np.asarray(labels, dtype=int)
+    num_classes = num_classes if num_classes is not None else int(labels.max()) + 1 if len(labels) else 0
+    counts = np.bincount(labels, minlength=num_classes)
     return {k: float(len(labels) / (num_classes * c)) if c else 0.0 for k, c in enumerate(counts)}
 
 
-def class_weights_for(config: RunConfig, labels: np.ndarray) -> dict[int, float] | None:
+def class_weights_for(config: RunConfig, labels: np.ndarray, num_classes: int | None = None) -> dict[int, float] | None:
     """The loss weights a run under ``config`` uses for these training labels: balanced when the profile's
     ``class_weighting`` is on, else None (every class weighs 1, as in the paper)."""
-    return balanced_class_weights(np.asarray(labels)) if config.class_weighting else None
+    return balanced_class_weights(np.asarray(labels), num_classes) if config.class_weighting else None
 
 
 def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
-    """``runs/<profile>-<data key>-<settings key>-seed<seed>``: other data or other settings, another folder."""
-    return (Path(config.artifacts_dir) / "runs" /
-            f"{config.profile}-{data_key(manifest)[:10]}-{training_settings_key(config)[:8]}-seed{config.seed}")
+    """``runs/<profile>-<data key>-<settings key>-seed<seed>``: other data, other settings or another class set,
+    another folder."""
+    key = training_settings_key(config, class_names=class_names_of(manifest))
+    return Path(config.artifacts_dir) / "runs" / f"{config.profile}-{data_key(manifest)[:10]}-{key[:8]}-seed{config.seed}"
+
+
+def labelled(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest with each row's ``label`` its class's position among the manifest's classes (sorted: the
+    model's output order, :mod:`liverlib.classes`); at least two classes are needed to train."""
+    names = class_names_of(manifest)
+    if len(names) < 2:
+        raise LiverlibError(f"training needs images of at least two classes; the data has only "
+                            f"{', '.join(names) or 'none'} (one folder per class)")
+    return manifest.assign(label=manifest["class"].map({c: i for i, c in enumerate(names)}).astype(int))
 
 
 def training_data(config: RunConfig, manifest: pd.DataFrame, normalisation: str = "unit"):
     """The training and validation rows of a split and their pipelines (augmented, shuffled training
     batches; plain validation batches), after seeding everything for a reproducible run. Images are cropped
     as ``config.crop`` says and normalised as the weights expect (``normalisation``); with label smoothing
-    the labels are one-hot, as the smoothed loss needs."""
+    the labels are one-hot (one column per class of the manifest), as the smoothed loss needs."""
+    num_classes = len(class_names_of(manifest))
     train_rows = manifest[manifest["split"] == "train"]
     val_rows = manifest[manifest["split"] == "val"]
     window = (config.window_level, config.window_width)
@@ -74,7 +90,7 @@ def training_data(config: RunConfig, manifest: pd.DataFrame, normalisation: str 
     if config.label_smoothing:
         import tensorflow as tf  # local: heavy dependency
 
-        pipelines = [ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASS_NAMES)))) for ds in pipelines]
+        pipelines = [ds.map(lambda x, y: (x, tf.one_hot(y, num_classes))) for ds in pipelines]
     return train_rows, val_rows, pipelines[0], pipelines[1]
 
 
@@ -222,6 +238,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     if not {"train", "val"} <= set(manifest["split"]):
         raise LiverlibError("training needs images in both the 'train' and the 'val' split; the dataset is too "
                             "small to split (add images or use a larger phantom)")
+    manifest = labelled(manifest)
+    class_names = class_names_of(manifest)
     run_dir = Path(run_dir) if run_dir else default_run_dir(config, manifest)
     if run_dir.exists() and any(run_dir.iterdir()):
         if overwrite:
@@ -248,7 +266,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
         else:
             with precision_policy(config):
-                model = build_modified_resnet50(len(CLASS_NAMES), config.image_size, config.dense_units,
+                model = build_modified_resnet50(len(class_names), config.image_size, config.dense_units,
                                                 config.dropout, config.weights, config.bn_momentum)
             done = 0
             started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
@@ -261,13 +279,14 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             (run_dir / HISTORY_FILE).unlink(missing_ok=True)
         elif len(history) and (history["epoch"] >= done).any():
             history[history["epoch"] < done].to_csv(run_dir / HISTORY_FILE, index=False)
-        cw = class_weights_for(config, train_rows["label"].to_numpy())
+        cw = class_weights_for(config, train_rows["label"].to_numpy(), len(class_names))
         seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
         print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
               f"{config.image_size} px; estimated time on a 2-core CPU: {format_duration(seconds)} "
-              f"(plus about a minute to build the graph); weights: {model.weights_source}")
+              f"(plus about a minute to build the graph); weights: {model.weights_source}; "
+              f"{len(class_names)} classes: {', '.join(class_names)}")
         if cw:
-            print("class weights: " + ", ".join(f"{CLASS_NAMES[k]} {w:.2f}" for k, w in cw.items()))
+            print("class weights: " + ", ".join(f"{class_names[k]} {w:.2f}" for k, w in cw.items()))
         start = time.perf_counter()
         # phases: (first epoch, last epoch, trainable stages); head-only first when fine-tuning is configured
         warm = min(config.head_only_epochs, config.epochs)
@@ -289,7 +308,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
 
     best = load_model(run_dir / MODEL_FILE)
     history = read_history(run_dir)
-    metrics = validation_metrics(best, val_ds, val_rows["label"].to_numpy())
+    metrics = validation_metrics(best, val_ds, val_rows["label"].to_numpy(), class_names)
     card = model_card(config, manifest, history, metrics, model.weights_source, cw, split_sha,
                       train_seconds=round(elapsed, 1), input_normalisation=normalisation)
     write_card(run_dir, card)
@@ -302,13 +321,16 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
     """The model card of a run: everything needed to apply the model correctly and to trace where it came from."""
     synthetic = bool(manifest["synthetic"].all()) if "synthetic" in manifest else config.data_dir is None
     normalisation = extra.pop("input_normalisation", "unit")
+    class_names = class_names_of(manifest)
     return {
-        "class_names": list(CLASS_NAMES), "input_size": config.image_size,
+        # the classes in output order, and the one that means 'no disease' (None if the data has none)
+        "class_names": class_names, "normal_class": normal_class(class_names), "input_size": config.image_size,
         "window": {"level": config.window_level, "width": config.window_width},
         "crop": config.crop, "input_normalisation": normalisation,
         "preprocessing": (f"decode (DICOM: HU, then window) -> grey -> crop ({config.crop}) -> resize (bilinear) -> "
                           f"3 channels -> normalise ({normalisation})"),
-        "profile": config.profile, "seed": config.seed, "settings_sha256": training_settings_key(config),
+        "profile": config.profile, "seed": config.seed,
+        "settings_sha256": training_settings_key(config, class_names=class_names),
         "epochs_run": int(len(history)),
         "best_epoch": int(history[MONITOR].idxmin()) if len(history) and MONITOR in history else None,
         "data_manifest_sha256": data_key(manifest), "split_sha256": split_sha,
@@ -322,9 +344,11 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
     }
 
 
-def validation_metrics(model, val_ds, labels: np.ndarray) -> dict:
-    """The model card's validation figures: accuracy, balanced accuracy and macro-F1 (see :func:`scores`)."""
-    found = scores(labels, model.predict(val_ds, verbose=0), CLASS_NAMES)
+def validation_metrics(model, val_ds, labels: np.ndarray, class_names=None) -> dict:
+    """The model card's validation figures: accuracy, balanced accuracy and macro-F1 (see :func:`scores`),
+    over the run's classes (default: one per model output)."""
+    probs = model.predict(val_ds, verbose=0)
+    found = scores(labels, probs, list(class_names) if class_names else [str(k) for k in range(probs.shape[-1])])
     return {f"val_{key}": found[key] for key in ("accuracy", "balanced_accuracy", "macro_f1")}
 
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from liverlib.audit import audit_folder, calibrate
+from liverlib.config import CLASS_NAMES
 from liverlib.data import class_table, scan_dataset
 from liverlib.dicom import write_ct_dicom
 from liverlib.errors import LiverlibError
@@ -215,6 +216,61 @@ def test_all_files_unreadable_is_an_error_with_the_reasons(tmp_path):
         scan_dataset(tmp_path / "d")
 
 
+# ---------------------------------------------------------------------------------------------- class sets
+
+def test_any_other_folder_becomes_a_class_of_its_own(tmp_path):
+    """Synonyms of the paper's four map to them; every other folder with images is a new class, reported."""
+    root = _write_class_folders(tmp_path / "d", names=("Tumour", "Normal liver", "HCC", "Fatty-Liver"), per_class=2)
+    (root / "notes").mkdir()  # no images: not a class
+    ds = scan_dataset(root)
+    report = ds.report
+    assert report.class_names == ["fatty_liver", "malignant", "normal", "tumour"]  # sorted: the output order
+    assert report.new_classes == ["fatty_liver", "tumour"]
+    assert report.folders == {"Fatty-Liver": "fatty_liver", "HCC": "malignant", "Normal liver": "normal",
+                              "Tumour": "tumour"}
+    assert report.synonyms == {"HCC": "malignant", "Normal liver": "normal"}
+    assert "notes/" in report.ignored
+    labels = dict(zip(ds.manifest["class"], ds.manifest["label"]))
+    assert labels == {"fatty_liver": 0, "malignant": 1, "normal": 2, "tumour": 3}
+    summary = report.summary()
+    assert "8 images in 4 classes" in summary and "'HCC' -> malignant" in summary
+    assert "new classes (not among the paper's four): fatty_liver (folder 'Fatty-Liver'), tumour (folder 'Tumour')" \
+        in summary
+    assert "not in this dataset: benign, cirrhosis" in summary
+    assert list(class_table(ds.manifest).index) == report.class_names
+
+
+def test_two_folders_make_two_classes_and_the_paper_set_keeps_its_order(tmp_path):
+    from liverlib.classes import class_names_of, normal_class
+
+    two = scan_dataset(_write_class_folders(tmp_path / "two", names=("tumour", "normal"), per_class=2))
+    assert two.report.class_names == ["normal", "tumour"] and sorted(two.manifest["label"].unique()) == [0, 1]
+    assert normal_class(two.report.class_names) == "normal" and normal_class(["tumour", "steatosis"]) is None
+    four = scan_dataset(_write_class_folders(tmp_path / "four", names=("Benign", "cirrhosis", "MALIGNANT", "healthy")))
+    assert four.report.class_names == class_names_of(four.manifest) == list(CLASS_NAMES) and not four.report.new_classes
+    assert (four.manifest["label"] == four.manifest["class"].map(list(CLASS_NAMES).index)).all()
+
+
+def test_pre_split_folders_share_one_class_set(tmp_path):
+    root = tmp_path / "kaggle"
+    _write_class_folders(root / "train", names=("Tumour", "Normal"), per_class=2)
+    _write_class_folders(root / "test", names=("tumour", "normal", "cyst"), per_class=1)
+    ds = scan_dataset(root)
+    assert ds.report.class_names == ["cyst", "normal", "tumour"] and ds.report.new_classes == ["cyst", "tumour"]
+    assert set(ds.manifest.loc[ds.manifest["split"] == "test", "class"]) == {"cyst", "normal", "tumour"}
+
+
+def test_the_settings_key_changes_with_the_class_set_only():
+    from liverlib.config import load_config, training_settings_key
+
+    config = load_config("quick")
+    four = training_settings_key(config)
+    assert training_settings_key(config, class_names=CLASS_NAMES) == four  # the paper's four: the key as before
+    two = training_settings_key(config, class_names=["normal", "tumour"])
+    assert two != four and two != training_settings_key(config, class_names=["normal", "tumour", "cyst"])
+    assert training_settings_key(config, tuning=True, class_names=["normal", "tumour"]) != two
+
+
 # ---------------------------------------------------------------------------------------------- groups
 
 @pytest.fixture(scope="module")
@@ -242,6 +298,15 @@ def test_groups_from_a_user_csv(tmp_path):
     pd.DataFrame(rows[:3], columns=["file", "group"]).to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(LiverlibError, match="no group for 5 file"):
         scan_dataset(root, groups_csv=tmp_path / "short.csv")
+
+
+def test_a_groups_csv_inside_the_data_folder_is_used(tmp_path):
+    root = _write_class_folders(tmp_path / "d", names=("tumour", "normal"), per_class=3)
+    rows = [(f"{c}/img{k}.png", f"p{k}") for c in ("tumour", "normal") for k in range(3)]
+    pd.DataFrame(rows, columns=["file", "group"]).to_csv(root / "groups.csv", index=False)
+    ds = scan_dataset(root)
+    assert ds.report.group_from == "user CSV groups.csv"
+    assert dict(zip(ds.manifest["rel"], ds.manifest["group"]))["normal/img2.png"] == "d:p2"
 
 
 def test_without_ids_near_copies_are_grouped_together(tmp_path, phantom_with_copies):

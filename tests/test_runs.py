@@ -23,6 +23,7 @@ def test_a_card_written_before_schema_version_still_loads(tmp_path):
     card = read_card(tmp_path)
     assert card["class_names"] == list(CLASS_NAMES) and card["input_size"] == 64
     assert card["window"] == {"level": 40.0, "width": 400.0}
+    assert card["normal_class"] == "normal"  # filled in: the card predates the key
     assert card_settings_key(tmp_path) == card["settings_sha256"]
 
 
@@ -51,7 +52,9 @@ def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
     written = json.loads((tmp_path / CARD_FILE).read_text())
     assert written["schema_version"] == CARD_SCHEMA_VERSION == 3
     old = json.loads(OLD_CARD.read_text())
-    assert set(written) == set(old) | {"schema_version", "crop", "input_normalisation"}
+    # normal_class: optional (read_card fills it in for older cards), so no new schema version
+    assert set(written) == set(old) | {"schema_version", "crop", "input_normalisation", "normal_class"}
+    assert written["class_names"] == ["benign", "normal"] and written["normal_class"] == "normal"
     assert (written["crop"], written["input_normalisation"]) == (config.crop, "unit")
     recipe_levers = {"crop", "weights", "bn_momentum", "lr_schedule", "label_smoothing"}  # config fields since v2
     assert set(written["config"]) == set(old["config"]) | recipe_levers and set(written["window"]) == set(old["window"])

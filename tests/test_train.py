@@ -260,3 +260,109 @@ def test_train_refuses_a_batch_size_that_is_not_a_positive_whole_number(tmp_path
                           capture_output=True, text=True, env=_env(tmp_path), timeout=120)
     assert proc.returncode == 2 and "--batch-size" in proc.stderr and "at least 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------ datasets with other classes
+
+def _class_folders(root, kinds, per_class=6, size=64):
+    """One folder per class (folder name -> the phantom class drawn in it), 64 px PNGs, and a groups.csv with
+    one patient per image, so the grouped split puts every class in every split."""
+    from PIL import Image
+
+    from liverlib.phantom import make_slice
+    from liverlib.windowing import window_to_uint8
+
+    rows = []
+    for c, (folder, kind) in enumerate(kinds.items()):
+        (root / folder).mkdir(parents=True)
+        for k in range(per_class):
+            grey = window_to_uint8(make_slice(kind, seed=1000 * c + k, size=size).hu, 40, 400)
+            Image.fromarray(grey).save(root / folder / f"s{k}.png")
+            rows.append((f"{folder}/s{k}.png", f"{folder}-p{k}"))
+    pd.DataFrame(rows, columns=["file", "group"]).to_csv(root / "groups.csv", index=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def other_class_runs(tmp_path_factory):
+    """Two tiny one-epoch runs in this process: tumour/normal (2 classes) and HCC/Normal liver/steatosis (3)."""
+    from liverlib.config import load_config
+    from liverlib.data import scan_dataset
+    from liverlib.splits import split_for
+    from liverlib.train import train
+
+    tmp = tmp_path_factory.mktemp("classes")
+    config = load_config("quick", artifacts_dir=tmp / "artifacts").replace(epochs=1, image_size=32, batch_size=8)
+    runs = {}
+    for name, kinds, changes in (
+            ("two", {"tumour": "malignant", "normal": "normal"}, {}),
+            ("three", {"HCC": "malignant", "Normal liver": "normal", "steatosis": "cirrhosis"},
+             {"class_weighting": True})):
+        dataset = scan_dataset(_class_folders(tmp / name, kinds))
+        run_config = config.replace(**changes)
+        runs[name] = (dataset, run_config, train(run_config, split_for(dataset, run_config), verbose=0))
+    return tmp, runs
+
+
+def test_a_two_class_folder_trains_evaluates_and_classifies(other_class_runs):
+    from liverlib.aggregate import normal_class_index
+    from liverlib.classify import classify
+    from liverlib.config import training_settings_key
+    from liverlib.evaluate import evaluate_run
+    from liverlib.widget import classify_widget
+
+    tmp, runs = other_class_runs
+    dataset, config, result = runs["two"]
+    assert dataset.report.class_names == ["normal", "tumour"] and dataset.report.new_classes == ["tumour"]
+    assert result.model.output_shape == (None, 2)
+    card = result.card
+    assert card["class_names"] == ["normal", "tumour"] and card["normal_class"] == "normal"
+    # another class set, another settings key and run folder; the four-class key is the one it always was
+    key = training_settings_key(config, class_names=["normal", "tumour"])
+    assert card["settings_sha256"] == key != training_settings_key(config)
+    assert key[:8] in result.run_dir.name and result.run_dir.parent == tmp / "artifacts" / "runs"
+    assert set(card["metrics"]) == {"val_accuracy", "val_balanced_accuracy", "val_macro_f1"}
+    assert normal_class_index(card["class_names"], card) == 0
+
+    evaluation = evaluate_run(result.run_dir, n_boot=20, figures=False)
+    assert evaluation.class_names == ["normal", "tumour"] and np.array(evaluation.metrics["confusion_matrix"]).shape == (2, 2)
+    assert set(evaluation.metrics["per_class"]) == {"normal", "tumour"} and "patient_level" in evaluation.metrics
+    # an external folder with other spellings of the same classes
+    external = _class_folders(tmp / "external", {"Tumour": "malignant", "NORMAL": "normal"}, per_class=2)
+    outside = evaluate_run(result.run_dir, data_dir=external, n_boot=20, figures=False)
+    assert outside.metrics["split"] == "external" and outside.metrics["n_images"] == 4
+
+    png = (tmp / "two" / "tumour" / "s0.png").read_bytes()
+    found = classify(png, "s0.png", result.run_dir)
+    assert list(found.probabilities) == ["normal", "tumour"] and found.predicted_class in ("normal", "tumour")
+    assert found.heatmap.shape == (32, 32)
+    app = classify_widget(result.run_dir)
+    app.process([("s0.png", png)])
+    assert "tumour" in app.results.value and "normal" in app.results.value
+
+
+def test_a_three_class_folder_with_an_unknown_name(other_class_runs):
+    from liverlib.aggregate import aggregate, normal_class_index
+    from liverlib.classify import classify
+    from liverlib.train import model_card
+
+    tmp, runs = other_class_runs
+    dataset, config, result = runs["three"]
+    assert dataset.report.class_names == ["malignant", "normal", "steatosis"]
+    assert dataset.report.new_classes == ["steatosis"]
+    assert dataset.report.synonyms == {"HCC": "malignant", "Normal liver": "normal"}
+    assert "new classes (not among the paper's four): steatosis (folder 'steatosis')" in dataset.report.summary()
+    assert result.model.output_shape == (None, 3)
+    card = result.card
+    assert card["class_names"] == ["malignant", "normal", "steatosis"] and card["normal_class"] == "normal"
+    assert {str(k) for k in card["class_weights"]} == {"0", "1", "2"}  # balanced weights over the three classes
+    assert result.run_dir != runs["two"][2].run_dir
+    png = (tmp / "three" / "steatosis" / "s1.png").read_bytes()
+    assert list(classify(png, "s1.png", result.run_dir, gradcam=False).probabilities) == card["class_names"]
+    # a class set without a normal class: the card says so, and study aggregation falls back to the mean
+    manifest = pd.DataFrame({"class": ["cyst", "steatosis"] * 2, "split": ["train", "val"] * 2, "synthetic": False,
+                             "sha256": list("abcd")})
+    plain = model_card(config, manifest, pd.DataFrame(), {}, "random initialisation", None, "0" * 64)
+    assert plain["class_names"] == ["cyst", "steatosis"] and plain["normal_class"] is None
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert aggregate(probs, "top-k", normal_class_index(plain["class_names"], plain))[1] == "mean"
