@@ -30,7 +30,12 @@ from liverlib.metrics import scores
 from liverlib.nearcopy import signature
 from liverlib.splits import make_split
 
-N_CLASSES = 4
+N_CLASSES = 4  # the paper's; a dataset's own count is one past its largest label (n_classes)
+
+
+def n_classes(labels) -> int:
+    """Classes of a labelled dataset (labels are positions in its sorted class list): one past the largest."""
+    return max(int(np.max(labels)) + 1, 2) if len(labels) else N_CLASSES
 
 
 def histogram_features(images: np.ndarray, bins: int = 64) -> np.ndarray:
@@ -60,7 +65,7 @@ def texture_features(images: np.ndarray) -> np.ndarray:
 
 def _fit_predict(model, features, labels, train, test) -> np.ndarray:
     model.fit(features[train], labels[train])
-    probs = np.zeros((len(test), N_CLASSES))
+    probs = np.zeros((len(test), n_classes(labels)))
     probs[:, model.classes_] = model.predict_proba(features[test])
     return probs
 
@@ -100,11 +105,12 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
         h = keras.layers.MaxPooling2D()(h)
     h = keras.layers.GlobalAveragePooling2D()(h)
     h = keras.layers.Dropout(0.3)(h)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax")(h)
+    k = n_classes(labels)
+    outputs = keras.layers.Dense(k, activation="softmax")(h)
     model = keras.Model(inputs, outputs, name="small_cnn")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    counts = np.bincount(labels[train], minlength=N_CLASSES)
-    weights = {k: len(train) / (N_CLASSES * c) for k, c in enumerate(counts) if c > 0}
+    counts = np.bincount(labels[train], minlength=k)
+    weights = {j: len(train) / (k * c) for j, c in enumerate(counts) if c > 0}
     model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0, class_weight=weights)
     return model.predict(x[test], verbose=0)
 
