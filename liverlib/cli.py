@@ -196,31 +196,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _cmd_app(args: argparse.Namespace) -> int:
-    import json
-    import os
-    import shutil
-    import subprocess
+    from liverlib.app_server import launch  # Voila, sized for uploads up to the app's limit (whole studies)
 
-    from liverlib.widget import MODEL_ENV
-
-    voila = shutil.which("voila", path=str(Path(sys.executable).parent)) or shutil.which("voila")
-    if voila is None:
-        raise LiverlibError("Voila is not installed; install the app extra: pip install 'liverlib[app]'")
-    env = dict(os.environ)
-    if args.model:
-        if not Path(args.model).is_dir():
-            raise LiverlibError(f"run folder {args.model} does not exist; train one with `liverlib train`")
-        env[MODEL_ENV] = str(Path(args.model).resolve())
-    notebook = Path(__file__).with_name("app.ipynb")
-    command = [voila, str(notebook), f"--port={args.port}", f"--Voila.ip={args.ip}", "--no-browser",
-               "--show_tracebacks=False", "--strip_sources=True",
-               # uploads travel over the kernel's websocket: let files up to the slice limit through
-               "--Voila.tornado_settings=" + json.dumps({"websocket_max_message_size": 80 * 2**20})]
-    print(f"serving the classifier on http://{args.ip}:{args.port}/ (Ctrl-C stops it)", flush=True)
-    try:
-        return subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        return 0
+    return launch(args.model, args.port, args.ip, args.max_upload_mb)
 
 
 def _positive_int(text: str) -> int:
@@ -363,12 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tune)
 
     p = sub.add_parser("app", help="serve the upload-and-classify page in the browser (Voila)",
-                       description="Serve the classifier as a web page on this machine: upload slices, see "
-                                   "probabilities and Grad-CAM, no code shown.")
+                       description="Serve the classifier as a web page on this machine: upload slices or whole "
+                                   "studies (.nii/.nii.gz, .zip of a DICOM series), see probabilities and "
+                                   "Grad-CAM, no code shown.")
     p.add_argument("--model", default=None, metavar="RUN",
                    help="run folder (default: $LIVERLIB_MODEL, else the newest finished run of the profile)")
     p.add_argument("--port", type=int, default=8866)
     p.add_argument("--ip", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--max-upload-mb", type=float, default=None, metavar="MB",
+                   help="largest upload (all its files together) in MB, for whole studies (default: "
+                        "$LIVERLIB_APP_MAX_UPLOAD_MB, else 400)")
     p.set_defaults(func=_cmd_app)
     return parser
 
