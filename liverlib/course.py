@@ -47,6 +47,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "literature": ("PAPER_REPORTED", "claim_checklist", "table2", "table3"),
     "classify": ("classify",),
     "study_classify": ("classify_study",),
+    "aggregate": ("RULES", "TOP_K", "aggregate", "normal_class_index"),
     "widget": ("classify_widget",),
     "plots": ("classification_figure", "confusion_figure", "montage", "reliability_figure", "roc_figure",
               "show_ct", "show_hu_map", "show_labels", "tissue_table", "predicted_share_figure",
