@@ -90,7 +90,8 @@ def load_cropped(root: Path, files, size: int, mode: str) -> tuple[np.ndarray, l
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         out = list(pool.map(one, files))
-    return np.stack([o[0] for o in out]), [o[1] for o in out], int(sum(o[2] for o in out))
+    fallbacks = 0 if mode == "none" else int(sum(o[2] for o in out))  # "none" asks for the whole slice
+    return np.stack([o[0] for o in out]), [o[1] for o in out], fallbacks
 
 
 def main(argv=None) -> dict:

@@ -150,7 +150,7 @@ class RunConfig:
             ("profile", self.profile),
             ("data", str(self.data_dir) if self.data_dir else f"synthetic CT phantom ({self.phantom_n} slices, "
                                                                f"{self.phantom_size} px, seed {self.phantom_seed})"),
-            ("artifacts", str(self.artifacts_dir)),
+            ("artifacts", _shown(self.artifacts_dir)),
             ("split train/val/test", "/".join(f"{f:.0%}" for f in self.split_fractions)),
             ("window (level/width, HU)", f"L{self.window_level:g} / W{self.window_width:g}"),
             ("input size", f"{self.image_size}x{self.image_size}x3"),
@@ -243,6 +243,19 @@ def training_settings_key(config: RunConfig, tuning: bool = False, class_names=N
     if class_names is not None and tuple(class_names) != CLASS_NAMES:
         settings["class_names"] = [str(c) for c in class_names]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _shown(path: Path) -> str:
+    """A folder as a page may show it: relative to the working folder or the home folder, never the build
+    machine's absolute path."""
+    path = Path(path).expanduser().resolve()
+    repo = Path(__file__).resolve().parent.parent  # a source checkout: artifacts/ sits beside liverlib/
+    for base, prefix in ((Path.cwd().resolve(), ""), (repo, ""), (Path.home().resolve(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base)) if path != base else (prefix or ".")
+        except ValueError:
+            continue
+    return ".../" + "/".join(path.parts[-2:])
 
 
 def default_artifacts_dir() -> Path:
