@@ -177,8 +177,7 @@ def batched_scores(y_true: np.ndarray, probs: np.ndarray, k: int, weights: np.nd
         pairs = w_pos.sum(axis=1) * w_neg.sum(axis=1)
         wins = (w_pos * (below + 0.5 * w_neg)).sum(axis=1)
         aucs[:, c] = np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
-    valid = np.isfinite(aucs).sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        out["roc_auc_ovr"] = np.where(valid >= 2, np.nanmean(np.where(np.isfinite(aucs), aucs, np.nan), axis=1)
-                                      if np.isfinite(aucs).any() else np.nan, np.nan)
+    valid = np.isfinite(aucs).sum(axis=1)  # the mean over the classes with an AUC, where at least two have one
+    summed = np.where(np.isfinite(aucs), aucs, 0.0).sum(axis=1)
+    out["roc_auc_ovr"] = np.where(valid >= 2, summed / np.maximum(valid, 1), np.nan)
     return out

@@ -248,7 +248,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             raise LiverlibError(f"{run_dir} already holds a run; pass --resume to continue it or --overwrite to "
                                 "start again")
         elif (run_dir / CARD_FILE).is_file() and not (run_dir / BACKUP_DIR).exists():
-            print(f"found a finished run in {run_dir}; loading it (delete the folder, or pass overwrite, to retrain)")
+            print(f"found a finished run in {run_dir.name}; loading it (delete the folder, or pass overwrite, to "
+                  "retrain)")
             return load_run(run_dir, with_history=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     split_sha = save_split(manifest, run_dir / SPLIT_FILE)
