@@ -223,8 +223,8 @@ def predicted_share_figure(shares: dict, title: str = "share of validation slice
 
 def lesion_size_figure(table):
     """Sensitivity by lesion size: per class (one line each), the share of lesion slices predicted as the true
-    class (left) and as abnormal (right) per diameter bin, with each point's number of slices. ``table`` is
-    :func:`liverlib.lesion_size.sensitivity_by_lesion_size`'s."""
+    class (left) and as abnormal (right) per diameter bin, the last line (``all``) with each point's number of
+    slices. ``table`` is :func:`liverlib.lesion_size.sensitivity_by_lesion_size`'s."""
     import matplotlib.pyplot as plt  # local: heavy dependency
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
@@ -236,14 +236,14 @@ def lesion_size_figure(table):
             style = dict(color="k", ls="--") if cls == "all" else dict(ls="-")
             ax.plot(x, part[column], marker="o", label=str(cls), **style)
             for xi, share, n in zip(x, part[column], part["slices"]):
-                if n and np.isfinite(share):
+                if n and np.isfinite(share) and cls == classes[-1]:  # the last line (all) only: no overlaps
                     ax.annotate(str(int(n)), (xi, share), textcoords="offset points", xytext=(0, 5), fontsize=7,
                                 ha="center")
             ax.set_xticks(x, [str(v) for v in part.index], rotation=30)
         ax.set_ylim(-0.03, 1.1)
         ax.set_xlabel("largest lesion's diameter in the slice")
         ax.set_title(f"share {column}", fontsize=10)
-    axes[0].set_ylabel("share of lesion slices (number: slices)")
+    axes[0].set_ylabel("share of lesion slices (labels: slices)")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig

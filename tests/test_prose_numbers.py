@@ -144,8 +144,6 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # Chapters whose prose still carries pasted measurements while their authors rewrite them (the teaching
 # layer issue). Strict: once a chapter passes, this test fails until its name is taken off the list.
 BEING_REWRITTEN: dict[str, str] = {
-    "04_training.ipynb": "its results paragraph quotes one laptop run (validation macro-F1 and balanced accuracy, "
-                         "test macro-F1 against the small CNN's, about 20 minutes of training)",
 }
 
 
