@@ -143,7 +143,10 @@ class RunConfig:
     @property
     def phantom_dir(self) -> Path:
         """Where the embedded phantom dataset of this profile is cached."""
-        return self.artifacts_dir / "data" / f"phantom-n{self.phantom_n}-s{self.phantom_size}-seed{self.phantom_seed}"
+        window = "" if (self.window_level, self.window_width) == (40.0, 400.0) else \
+            f"-L{self.window_level:g}W{self.window_width:g}"  # the PNGs are stored windowed: another window, other files
+        return (self.artifacts_dir / "data" /
+                f"phantom-n{self.phantom_n}-s{self.phantom_size}-seed{self.phantom_seed}{window}")
 
     def as_rows(self) -> list[tuple[str, str]]:
         """(setting, value) rows for printing at the top of a notebook."""

@@ -268,9 +268,9 @@ def ensure_phantom(config) -> Path:
 
     path = config.phantom_dir
     if not (path / MANIFEST_FILE).is_file():
-        print(f"generating the synthetic phantom ({config.phantom_n} slices) into {path} ...")
+        print(f"generating the synthetic phantom ({config.phantom_n} slices) into {path.name} ...")
         write_phantom_dataset(path, n=config.phantom_n, seed=config.phantom_seed, size=config.phantom_size,
-                              overwrite=True)
+                              window=(config.window_level, config.window_width), overwrite=True)
     return path
 
 

@@ -106,3 +106,11 @@ def test_class_names_are_the_four_classes_in_keras_order():
 @pytest.mark.parametrize("seconds,text", [(30, "30 s"), (600, "10 min"), (3 * 3600 + 300, "3 h 05 min")])
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_the_phantom_folder_follows_the_window(tmp_path):
+    """The phantom's PNGs are stored windowed, so a profile with another window gets its own phantom files."""
+    config = load_config("quick", artifacts_dir=tmp_path)
+    assert config.phantom_dir.name == "phantom-n160-s256-seed0"
+    liver_window = config.replace(window_level=30.0, window_width=150.0)
+    assert liver_window.phantom_dir != config.phantom_dir and "L30W150" in liver_window.phantom_dir.name
