@@ -55,11 +55,12 @@ _HOMES: dict[str, tuple[str, ...]] = {
               "show_ct", "show_hu_map", "show_labels", "tissue_table", "predicted_share_figure",
               "lesion_size_figure", "study_strip_figure"),
     "performance": ("chapter_facts", "course_cost_table", "course_stages", "gpu_estimates", "gpu_runs_table",
-                    "headline_figures", "latency_figure", "latency_table", "load_results", "measured_on",
-                    "pipeline_table", "process_order_table", "scaling_figure", "scaling_table", "sweep_table",
-                    "targets_table", "throughput_figure", "throughput_table", "training_hours", "training_images"),
+                    "headline_figures", "latency_table", "load_results", "measured_on",
+                    "pipeline_table", "process_order_table", "scaling_table", "sweep_table",
+                    "targets_table", "throughput_table", "training_hours", "training_images"),
     "explain": ("grad_cam", "overlay", "upsample"),
     "cli": (),
+    "performance_figures": ("latency_figure", "scaling_figure", "throughput_figure"),
     "errors": ("LiverlibError",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
