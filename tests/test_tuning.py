@@ -108,7 +108,8 @@ def test_a_search_under_other_settings_gets_its_own_project(tmp_path):
 
     from liverlib.tuning import default_project_dir
 
-    manifest = pd.DataFrame({"sha256": ["a" * 64, "b" * 64]})
+    # the project name includes the class set (read from the manifest's class column): the paper's four here
+    manifest = pd.DataFrame({"sha256": [c * 64 for c in "abcd"], "class": ["benign", "cirrhosis", "malignant", "normal"]})
     config = load_config("laptop", artifacts_dir=tmp_path)
     here = default_project_dir(config, manifest, "val_accuracy")
     assert here == default_project_dir(load_config("laptop", artifacts_dir=tmp_path), manifest, "val_accuracy")
