@@ -12,7 +12,7 @@
 * Upload size: every file of one upload travels to the kernel in one websocket message, so one limit
   bounds an upload's total size (:data:`MAX_UPLOAD_MB`, or ``$LIVERLIB_APP_MAX_UPLOAD_MB``).
   :func:`too_large_message` says so in the kernel; :func:`upload_guard_html` says it in the browser before
-  a byte is sent (an upload larger than the server's transport limit would otherwise close the page's
+  the file is read or sent (an upload larger than the server's transport limit would otherwise close the page's
   connection to the kernel). :func:`transport_limit_bytes` is what the web server must accept
   (:mod:`liverlib.app_server`).
 """
@@ -79,8 +79,12 @@ def too_large_message(total: int, limit: int, n_files: int = 1) -> str:
 def upload_guard_html(css_class: str = "liverlib-app") -> str:
     """A script that refuses, in the browser, an upload over the app's limit before it is read or sent.
 
-    The limit is read from the app's CSS class ``liverlib-max-upload-<bytes>``; the message goes where the
-    app shows its status. Where scripts do not run (an untrusted notebook), the kernel's check remains."""
+    ipywidgets' FileUpload keeps its file input out of the page (the button opens it), so no listener in the
+    page sees its ``change`` event: the script wraps the ``change`` listeners that file inputs are given
+    (the FileUpload view adds its own when it is drawn, after this script ran) and skips them when the
+    selected files together exceed the limit, read from the app's CSS class ``liverlib-max-upload-<bytes>``.
+    The message goes where the app shows its status. Where scripts do not run (an untrusted notebook), the
+    kernel's check remains."""
     return """<script>
 (function () {
   if (window.liverlibUploadGuard) { return; }
@@ -90,17 +94,16 @@ def upload_guard_html(css_class: str = "liverlib-app") -> str:
       : (n / 1073741824).toFixed(1) + " GB");
   }
   function escape(s) { var d = document.createElement("div"); d.textContent = s; return d.innerHTML; }
-  document.addEventListener("change", function (event) {
-    var input = event.target;
-    if (!input || input.type !== "file" || !input.files || !input.closest) { return; }
-    var app = input.closest(".%(app)s");
-    if (!app) { return; }
-    var match = /liverlib-max-upload-(\\d+)/.exec(app.className);
-    if (!match) { return; }
-    var limit = Number(match[1]), total = 0, names = [];
+  function refused(input) {  /* true (and a message shown) when the selected files exceed the app's limit */
+    var apps = document.querySelectorAll(".%(app)s"), app = null, limit = 0;
+    for (var a = 0; a < apps.length && !app; a++) {
+      var match = /liverlib-max-upload-(\\d+)/.exec(apps[a].className);
+      if (match) { app = apps[a]; limit = Number(match[1]); }
+    }
+    if (!app || !input.files || !input.files.length) { return false; }
+    var total = 0, names = [];
     for (var i = 0; i < input.files.length; i++) { total += input.files[i].size; names.push(input.files[i].name); }
-    if (total <= limit) { return; }
-    event.stopImmediatePropagation();
+    if (total <= limit) { return false; }
     input.value = "";
     var what = names.length === 1 ? size(total) : names.length + " files of " + size(total) + " together";
     var status = app.querySelector(".liverlib-status");
@@ -112,7 +115,23 @@ def upload_guard_html(css_class: str = "liverlib-app") -> str:
         + "<code>liverlib classify FILE --model RUN</code> on the command line, or start the app with a higher "
         + "<code>liverlib app --max-upload-mb</code></div>";
     }
-  }, true);
+    return true;
+  }
+  var wrapped = new WeakMap(), add = HTMLInputElement.prototype.addEventListener;
+  var remove = HTMLInputElement.prototype.removeEventListener;
+  HTMLInputElement.prototype.addEventListener = function (type, listener, options) {
+    if (type === "change" && this.type === "file" && typeof listener === "function") {
+      var original = listener;
+      listener = wrapped.get(original) || function () {
+        if (!refused(this)) { return original.apply(this, arguments); }
+      };
+      wrapped.set(original, listener);
+    }
+    return add.call(this, type, listener, options);
+  };
+  HTMLInputElement.prototype.removeEventListener = function (type, listener, options) {
+    return remove.call(this, type, (typeof listener === "function" && wrapped.get(listener)) || listener, options);
+  };
 })();
 </script>""" % {"app": css_class}
 

@@ -1,8 +1,9 @@
 """The web app (`make app`: Voila serving liverlib/app.ipynb) used in a real browser.
 
-Starts `liverlib app` on a free port with a run folder, opens it in headless Chromium, uploads a phantom
-PNG, a phantom DICOM and a bad file through the real file chooser, and checks what a person would see.
-Requests that leave 127.0.0.1 (Voila asks a CDN for icon fonts) are blocked; the app must work without them.
+Starts `liverlib app` on a free port with a run folder and a small upload limit, opens it in headless
+Chromium, uploads a phantom PNG, a phantom DICOM, a bad file, a zipped phantom DICOM series (a whole study)
+and a file over the limit through the real file chooser, and checks what a person would see. Requests that
+leave 127.0.0.1 (Voila asks a CDN for icon fonts) are blocked; the app must work without them.
 """
 
 import os
@@ -24,6 +25,7 @@ from liverlib.windowing import window_to_uint8
 
 pytestmark = pytest.mark.browser
 CLASSES = ("benign", "cirrhosis", "malignant", "normal")
+UPLOAD_LIMIT_MB = 2  # the app's limit in this test: the study's zip fits, a 3 MB file does not
 
 
 def _free_port() -> int:
@@ -38,7 +40,8 @@ def app_url(tiny_run, tmp_path_factory):
     log = tmp_path_factory.mktemp("app") / "voila.log"
     env = {**os.environ, "LIVERLIB_MODEL": str(tiny_run)}
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "liverlib", "app", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "liverlib", "app", "--port", str(port),
+                                 "--max-upload-mb", str(UPLOAD_LIMIT_MB)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 120
@@ -74,14 +77,36 @@ def files(tmp_path_factory):
     return png, dcm, bad
 
 
+@pytest.fixture(scope="module")
+def study_files(tmp_path_factory):
+    """A phantom patient's DICOM series (128 px, 10 mm slices) zipped, and a file over the upload limit."""
+    import zipfile
+
+    from liverlib.phantom import write_phantom_studies
+
+    folder = tmp_path_factory.mktemp("study_uploads")
+    write_phantom_studies(folder / "series", n=1, size=128, classes=("malignant",), slice_spacing_mm=10.0,
+                          workers=1, progress=False)
+    [series] = [p for p in (folder / "series" / "malignant").iterdir() if p.is_dir()]
+    study = folder / "abdomen_series.zip"
+    with zipfile.ZipFile(study, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(series.iterdir()):
+            zf.write(path, f"series/{path.name}")
+    big = folder / "too_big.zip"
+    big.write_bytes(os.urandom((UPLOAD_LIMIT_MB + 1) * 2**20))
+    assert study.stat().st_size < UPLOAD_LIMIT_MB * 2**20
+    return study, big
+
+
 def _upload(page, path: Path) -> None:
     with page.expect_file_chooser() as chooser:
-        page.get_by_role("button", name="Upload slices").click()
+        page.get_by_role("button", name="Upload slices or a study").click()
     chooser.value.set_files(str(path))
 
 
-def test_upload_classify_and_survive_a_bad_file(app_url, files, browser):
+def test_upload_classify_and_survive_a_bad_file(app_url, files, study_files, browser):
     png, dcm, bad = files
+    study, big = study_files
     page = browser.new_page()
     problems: list[str] = []
 
@@ -93,8 +118,8 @@ def test_upload_classify_and_survive_a_bad_file(app_url, files, browser):
 
     page.route("**/*", route)
     page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.goto(app_url, wait_until="load")
-    page.get_by_role("button", name="Upload slices").wait_for(timeout=120_000)  # the kernel ran the notebook
+    page.goto(app_url, wait_until="load", timeout=120_000)  # Voila sends the page as the kernel runs the app
+    page.get_by_role("button", name="Upload slices or a study").wait_for(timeout=120_000)  # the kernel ran the notebook
     assert "not for diagnosis" in page.inner_text("body")
     assert "Traceback" not in page.inner_text("body")
 
@@ -116,4 +141,26 @@ def test_upload_classify_and_survive_a_bad_file(app_url, files, browser):
     _upload(page, png)  # the app keeps working after the error
     page.locator(".liverlib-result", has_text=png.name).wait_for(timeout=60_000)
     assert page.locator(".liverlib-error").count() == 0
+
+    # a whole study: the zipped series gets one answer, the strip plot along z and the top slices
+    _upload(page, study)
+    answer = page.locator(".liverlib-study", has_text=study.name)
+    answer.wait_for(timeout=120_000)
+    assert answer.locator(".liverlib-predicted").inner_text() in CLASSES
+    probabilities = [float(t) for t in answer.locator(".liverlib-probability").all_inner_texts()]
+    assert len(probabilities) == 4 and abs(sum(probabilities) - 1) < 0.01
+    assert answer.locator(".liverlib-rule").inner_text() == "top-k" and "liver slices" in answer.inner_text()
+    strip = answer.locator("img.liverlib-strip")
+    assert strip.is_visible() and strip.evaluate("img => img.naturalWidth") > 200  # the plot was drawn
+    assert answer.locator(".liverlib-top-slice").count() == 3
+    assert "PHANTOM" not in answer.inner_text() and "P00001" not in answer.inner_text()
+
+    # over the app's limit: refused in the browser before it is sent, with a message; the app goes on
+    _upload(page, big)
+    refused = page.locator(".liverlib-too-large", has_text=big.name)
+    refused.wait_for(timeout=30_000)
+    assert "upload limit of 2 MB" in refused.inner_text() and "liverlib classify" in refused.inner_text()
+    _upload(page, png)
+    page.locator(".liverlib-result", has_text=png.name).wait_for(timeout=60_000)
+    assert "Traceback" not in page.inner_text("body")
     assert not problems, problems

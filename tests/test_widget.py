@@ -200,7 +200,7 @@ def test_the_browser_guard_reads_the_apps_limit():
     from liverlib.study_widget import upload_guard_html
 
     script = upload_guard_html()
-    assert script.startswith("<script>") and "liverlib-max-upload-" in script and "stopImmediatePropagation" in script
+    assert script.startswith("<script>") and "liverlib-max-upload-" in script and "addEventListener" in script
     assert "liverlib-too-large" in script and "liverlib-status" in script
 
 
