@@ -212,6 +212,12 @@ def bars_html(probabilities: dict, predicted: str) -> str:
     return f'<table style="font-size: 90%">{"".join(rows)}</table>'
 
 
+def warnings_html(warnings) -> str:
+    """A result's warnings as an HTML list ("" when there are none)."""
+    items = "".join(f'<li style="color: #a15c00">{html.escape(w)}</li>' for w in warnings)
+    return f"<ul>{items}</ul>" if items else ""
+
+
 def study_html(result, k: int = TOP_K) -> str:
     """One study's answer as HTML (see the module doc)."""
     from liverlib.explain import overlay  # local: explain imports Keras
@@ -229,7 +235,6 @@ def study_html(result, k: int = TOP_K) -> str:
         tops.append(f'<div class="liverlib-top-slice" style="margin-right: 12px"><div>{images}</div>'
                     f'<div style="font-size: 85%">slice {index} at z {t["z_mm"]:g} mm: {html.escape(best)} '
                     f'{p[best]:.2f}</div></div>')
-    warnings = "".join(f'<li style="color: #a15c00">{html.escape(w)}</li>' for w in result.warnings)
     return (f'<div class="liverlib-result liverlib-study" style="margin: 8px 0; padding: 6px; border: 1px solid #ddd">'
             f'<div><b>{html.escape(result.study)}</b>{series}: study of {result.n_slices} slices, predicted '
             f'<b class="liverlib-predicted">{html.escape(result.predicted_class)}</b> (probability '
@@ -242,4 +247,4 @@ def study_html(result, k: int = TOP_K) -> str:
             f'<div style="display: flex; flex-wrap: wrap">{"".join(tops)}</div>'
             f'<div style="font-size: 85%; color: #555">Only the slices that show the liver are classified; a slice '
             f'model sees no 3-D context. For teaching only, not for diagnosis.</div>'
-            f'{f"<ul>{warnings}</ul>" if warnings else ""}</div>')
+            f'{warnings_html(result.warnings)}</div>')

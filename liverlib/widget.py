@@ -28,8 +28,8 @@ from liverlib.classify import DISCLAIMER, Classification, display_name, get_clas
 from liverlib.config import load_config
 from liverlib.errors import LiverlibError
 from liverlib.runs import latest_run
-from liverlib.study_widget import (classify_study_upload, is_study_upload, max_upload_bytes, size_text, study_html,
-                                   too_large_message, upload_guard_html)
+from liverlib.study_widget import (bars_html, classify_study_upload, is_study_upload, max_upload_bytes, size_text,
+                                   study_html, too_large_message, upload_guard_html, warnings_html)
 from liverlib.windowing import WINDOWS
 
 ACCEPT = ".png,.jpg,.jpeg,.bmp,.tif,.tiff,.dcm,.dicom,.nii,.gz,.zip"  # .gz: browsers match one suffix, not .nii.gz
@@ -50,25 +50,18 @@ def result_html(result: Classification) -> str:
     """One file's result as HTML: slice, Grad-CAM overlay, probability bars, warnings."""
     from liverlib.explain import overlay  # local: explain imports Keras
 
-    bars = []
-    for name, p in sorted(result.probabilities.items(), key=lambda kv: -kv[1]):
-        bold = "font-weight: bold;" if name == result.predicted_class else ""
-        bars.append(f'<tr><td style="padding-right: 6px; {bold}">{html.escape(name)}</td>'
-                    f'<td style="width: 160px"><div style="background: #4c72b0; height: 12px; width: {p * 100:.1f}%">'
-                    f'</div></td><td class="liverlib-probability" style="padding-left: 6px">{p:.3f}</td></tr>')
     images = _png_data_uri(result.model_input)
     if result.heatmap is not None:
         images += _png_data_uri(overlay(result.model_input, result.heatmap))
-    warnings = "".join(f'<li style="color: #a15c00">{html.escape(w)}</li>' for w in result.warnings)
     return (f'<div class="liverlib-result" style="margin: 8px 0; padding: 6px; border: 1px solid #ddd">'
             f'<div><b>{html.escape(result.file)}</b>: predicted <b class="liverlib-predicted">'
             f'{html.escape(result.predicted_class)}</b> (probability {result.confidence:.2f}, '
             f'{result.seconds * 1000:.0f} ms)</div>'
             f'<div style="display: flex; align-items: center">{images}'
-            f'<table style="font-size: 90%">{"".join(bars)}</table></div>'
+            f'{bars_html(result.probabilities, result.predicted_class)}</div>'
             f'<div style="font-size: 85%; color: #555">left: the slice as the model sees it; right: Grad-CAM for '
             f'the predicted class (red: strongest evidence). For teaching only, not for diagnosis.</div>'
-            f'{f"<ul>{warnings}</ul>" if warnings else ""}</div>')
+            f'{warnings_html(result.warnings)}</div>')
 
 
 def error_html(name: str, message: str, verb: str = "could not be classified:") -> str:
