@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
     from liverlib.phantom import make_slice
     from liverlib.preprocess import resize_grey, to_model_input
     from liverlib.runs import CARD_FILE, MODEL_FILE
-    from liverlib.windowing import window_to_uint8
+    from liverlib.imaging.windowing import window_to_uint8
 
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

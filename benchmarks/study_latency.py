@@ -7,7 +7,7 @@ weights) with the laptop profile's crop, one malignant phantom study written as 
   converts the model to LiteRT (once per model), the second one finds ``model.tflite`` ready. Wall time of the
   whole command and of the study call alone (model load included), and the process's peak memory.
 * ``warm``: the model loaded and converted, ``classify_study`` on the folder, repeated; with Grad-CAM for the
-  top slices and without; and each stage alone: read the series (:func:`liverlib.studies.read_study`), pick
+  top slices and without; and each stage alone: read the series (:func:`liverlib.imaging.studies.read_study`), pick
   the liver slices, prepare them as the card says, the forward pass on the chosen slices, Grad-CAM on the
   top slices.
 * ``forward``: the chosen slices through LiteRT in batches of 16 (what study_classify does), LiteRT one by one
@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom.studies import make_study, write_study_dicom
     from liverlib.runs import CARD_FILE, MODEL_FILE
-    from liverlib.studies import read_study
+    from liverlib.imaging.studies import read_study
     from liverlib.study_classify import N_TOP, classify_study, get_study_classifier, pick_liver_slices
 
     laptop = load_config("laptop")

@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
     from liverlib.preprocess import load_images, prepare_grey
     from liverlib.splits import make_split
     from liverlib.study_classify import pick_liver_slices
-    from liverlib.windowing import WINDOWS
+    from liverlib.imaging.windowing import WINDOWS
 
     start = time.perf_counter()
     config = load_config("laptop")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from liverlib.errors import LiverlibError
-from liverlib.imageio import IMAGE_SUFFIXES, decode_image
+from liverlib.imaging.decode import IMAGE_SUFFIXES, decode_image
 from liverlib.litert import fast_forward
 from liverlib.preprocess import normalise, prepare_grey
 from liverlib.runs import cached, load_run

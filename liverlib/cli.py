@@ -26,7 +26,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from liverlib.phantom import write_phantom_dataset
     from liverlib.study_cli import phantom_studies
-    from liverlib.windowing import parse_window
+    from liverlib.imaging.windowing import parse_window
 
     if args.format in ("dicom-series", "nifti"):
         return phantom_studies(args)
@@ -103,9 +103,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     import json
 
     from liverlib.classify import display_name, get_classifier
-    from liverlib.imageio import read_file
+    from liverlib.imaging.decode import read_file
     from liverlib.study_cli import iter_study_inputs, report_study
-    from liverlib.windowing import parse_window
+    from liverlib.imaging.windowing import parse_window
 
     window = parse_window(args.window) if args.window else None
     classifier = get_classifier(args.model)  # once per call; a bad run folder stops here with one message

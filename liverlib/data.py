@@ -35,7 +35,7 @@ import pandas as pd
 from liverlib.classes import PAPER_CLASSES, class_for_folder, class_names_of
 from liverlib.config import CLASS_NAMES
 from liverlib.errors import LiverlibError
-from liverlib.imageio import IMAGE_SUFFIXES, decode_image, read_file
+from liverlib.imaging.decode import IMAGE_SUFFIXES, decode_image, read_file
 from liverlib.nearcopy import near_duplicate_groups
 
 SPLIT_SYNONYMS: dict[str, str] = {"train": "train", "training": "train", "val": "val", "valid": "val",

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from liverlib.imageio import decode_file
+from liverlib.imaging.decode import decode_file
 
 DEFAULT_THRESHOLD = 0.05
 _RADII, _ANGLES, _HARMONICS, _BINS, _SIZE = 24, 64, 8, 32, 128

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from liverlib.phantom.tissues import BY_LABEL, TISSUES
-from liverlib.windowing import window_hu
+from liverlib.imaging.windowing import window_hu
 
 
 def label_colormap():

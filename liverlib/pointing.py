@@ -16,7 +16,7 @@ from PIL import Image
 from liverlib.classify import get_classifier
 from liverlib.errors import LiverlibError
 from liverlib.explain import GradCam, pointing_game
-from liverlib.imageio import read_file
+from liverlib.imaging.decode import read_file
 from liverlib.phantom import LESION_LABEL_MIN, read_manifest
 from liverlib.preprocess import normalise
 from liverlib.runs import SPLIT_FILE

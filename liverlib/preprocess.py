@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from liverlib.crop import Crop, crop_grey
-from liverlib.imageio import decode_file, quantise8
+from liverlib.imaging.decode import decode_file, quantise8
 
 DEFAULT_WINDOW = (40.0, 400.0)  # the abdomen window PNG/JPEG slices are assumed to be stored with
 

@@ -33,7 +33,7 @@ from liverlib.crop import Crop, find_crop
 from liverlib.errors import LiverlibError
 from liverlib.preprocess import normalise, prepare_grey, resize_grey
 from liverlib.runs import cached
-from liverlib.windowing import WINDOWS, window_to_uint8
+from liverlib.imaging.windowing import WINDOWS, window_to_uint8
 
 PICK_WINDOW = WINDOWS["abdomen"]  # the window liver slices are found in, whatever the model's window
 MAX_GAP = 1  # slices without a liver find that may interrupt the liver's run
@@ -306,14 +306,14 @@ def get_study_classifier(model_dir: str | os.PathLike) -> StudyClassifier:
 
 
 def classify_volume(volume, model_dir: str | os.PathLike, name: str = "volume", **kwargs) -> StudyResult:
-    """Classify one :class:`~liverlib.volume.Volume` (``hu[z, y, x]``, radiological view, head first)."""
+    """Classify one :class:`~liverlib.imaging.volume.Volume` (``hu[z, y, x]``, radiological view, head first)."""
     return get_study_classifier(model_dir)(volume, name, **kwargs)
 
 
 def classify_study(path: str | os.PathLike, model_dir: str | os.PathLike, **kwargs) -> list[StudyResult]:
     """Classify a study given as a DICOM series folder, a .nii/.nii.gz volume or a .zip of either: one result
     per axial CT series (``series`` numbers them when there are several)."""
-    from liverlib.studies import read_study  # local: pydicom and nibabel
+    from liverlib.imaging.studies import read_study  # local: pydicom and nibabel
 
     classifier = get_study_classifier(model_dir)
     volumes = read_study(path)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from liverlib.errors import LiverlibError
-from liverlib.imageio import IMAGE_SUFFIXES, RASTER_SUFFIXES
+from liverlib.imaging.decode import IMAGE_SUFFIXES, RASTER_SUFFIXES
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".zip")
 MIN_SERIES_IMAGES = 2  # one DICOM file in a folder is a slice, not a study
@@ -26,7 +26,7 @@ def is_volume_file(path: Path) -> bool:
 
 def forms_series(folder: Path) -> bool:
     """True when the files under ``folder`` (non-image files aside) are one study of axial CT series."""
-    from liverlib.dicom_series import find_series  # local: pydicom
+    from liverlib.imaging.dicom_series import find_series  # local: pydicom
 
     files = [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
     candidates = [p for p in files if p.suffix.lower() not in RASTER_SUFFIXES and not is_volume_file(p)]
@@ -104,7 +104,7 @@ def report_study(path: Path, args) -> int:
 def phantom_studies(args) -> int:
     """``liverlib phantom --format dicom-series|nifti``: ``--n`` patients, one study each."""
     from liverlib.phantom.studies import write_phantom_studies
-    from liverlib.windowing import parse_window
+    from liverlib.imaging.windowing import parse_window
 
     classes = tuple(c.strip().lower() for c in args.classes.split(",") if c.strip()) if args.classes else None
     if args.augmented_copies or args.slices_per_patient:

@@ -3,7 +3,7 @@
 * :func:`is_study_upload`: a ``.nii``/``.nii.gz`` volume or a ``.zip`` (of a DICOM series or of NIfTI files) is
   a study; anything else is a slice.
 * :func:`classify_study_upload`: an uploaded study's bytes in, one :class:`~liverlib.study_classify.StudyResult`
-  per axial CT series out. :func:`liverlib.studies.read_study` reads paths, so the bytes are written to a
+  per axial CT series out. :func:`liverlib.imaging.studies.read_study` reads paths, so the bytes are written to a
   private temporary folder that is removed before the function returns; messages name the upload, never
   that folder.
 * :func:`study_html`: a study's answer as HTML: the study probabilities and predicted class with the rule
@@ -141,7 +141,7 @@ def classify_study_upload(data: bytes, name: str, model_dir, rule: str = "top-k"
     """Classify an uploaded study (its bytes and file name): one StudyResult per axial CT series, named by
     the upload's file name. Bad studies raise :class:`LiverlibError` with the study reader's message."""
     from liverlib.classify import display_name
-    from liverlib.studies import read_study  # local: pydicom and nibabel
+    from liverlib.imaging.studies import read_study  # local: pydicom and nibabel
     from liverlib.study_classify import get_study_classifier
 
     shown = display_name(name)

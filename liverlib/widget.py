@@ -30,7 +30,7 @@ from liverlib.errors import LiverlibError
 from liverlib.runs import latest_run
 from liverlib.study_widget import (bars_html, classify_study_upload, is_study_upload, max_upload_bytes, size_text,
                                    study_html, too_large_message, upload_guard_html, warnings_html)
-from liverlib.windowing import WINDOWS
+from liverlib.imaging.windowing import WINDOWS
 
 ACCEPT = ".png,.jpg,.jpeg,.bmp,.tif,.tiff,.dcm,.dicom,.nii,.gz,.zip"  # .gz: browsers match one suffix, not .nii.gz
 MAX_FILES_PER_UPLOAD = 50

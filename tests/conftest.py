@@ -60,3 +60,13 @@ def browser():
         b = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def phantom_with_copies(tmp_path_factory):
+    """A 60-patient phantom at 128 px with two augmented copies of some slices (for groups and the audit)."""
+    from liverlib.phantom import write_phantom_dataset
+
+    root = tmp_path_factory.mktemp("pc") / "phantom"
+    write_phantom_dataset(root, n=60, seed=8, size=128, augmented_copies=2, workers=1, progress=False)
+    return root

@@ -19,9 +19,9 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 
-from liverlib.dicom import write_ct_dicom
+from liverlib.imaging.dicom import write_ct_dicom
 from liverlib.phantom import make_slice
-from liverlib.windowing import window_to_uint8
+from liverlib.imaging.windowing import window_to_uint8
 
 pytestmark = pytest.mark.browser
 CLASSES = ("benign", "cirrhosis", "malignant", "normal")

@@ -12,12 +12,12 @@ from PIL import Image
 
 from liverlib.classify import classify, display_name, get_classifier
 from liverlib.cli import main
-from liverlib.dicom import write_ct_dicom
+from liverlib.imaging.dicom import write_ct_dicom
 from liverlib.errors import LiverlibError
-from liverlib.imageio import MAX_FILE_BYTES
+from liverlib.imaging.decode import MAX_FILE_BYTES
 from liverlib.phantom import make_slice
 from liverlib.preprocess import resize_grey, to_model_input
-from liverlib.windowing import window_to_uint8
+from liverlib.imaging.windowing import window_to_uint8
 
 
 def _encode(array, fmt="PNG", mode=None, **kw):

@@ -9,7 +9,7 @@ import pytest
 from liverlib.crop import CROP_MODES, Crop, crop_grey, find_crop
 from liverlib.phantom import make_slice
 from liverlib.preprocess import prepare_grey
-from liverlib.windowing import window_to_uint8
+from liverlib.imaging.windowing import window_to_uint8
 
 LIVER_LABELS = (15, 16, 17, *range(20, 30))
 

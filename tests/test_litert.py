@@ -12,7 +12,7 @@ from liverlib.litert import LITERT_FILE, LITERT_INFO, TOLERANCE
 from liverlib.phantom import make_slice
 from liverlib.preprocess import resize_grey, to_model_input
 from liverlib.runs import MODEL_FILE
-from liverlib.windowing import window_to_uint8
+from liverlib.imaging.windowing import window_to_uint8
 
 pytestmark = pytest.mark.skipif(litert.runtime_available() is not None, reason="ai-edge-litert not installed")
 

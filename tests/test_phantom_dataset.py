@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 
 from liverlib.config import CLASS_NAMES, PAPER_CLASS_SUPPORT
-from liverlib.dicom import read_dicom_hu
+from liverlib.imaging.dicom import read_dicom_hu
 from liverlib.errors import LiverlibError
 from liverlib.phantom import dataset as phantom_dataset
 from liverlib.phantom.dataset import class_counts, plan_patients, read_manifest, write_phantom_dataset
 from liverlib.phantom.tissues import LESION_LABEL_MIN
-from liverlib.windowing import window_to_uint8
+from liverlib.imaging.windowing import window_to_uint8
 
 
 @pytest.fixture(scope="module")

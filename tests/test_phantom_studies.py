@@ -1,5 +1,5 @@
 """Whole synthetic studies: a series from above the liver dome to below its tip, written as DICOM series and
-NIfTI volumes that liverlib.studies reads back to the same arrays, with label volumes and a manifest."""
+NIfTI volumes that liverlib.imaging.studies reads back to the same arrays, with label volumes and a manifest."""
 
 import json
 
@@ -13,7 +13,7 @@ from liverlib.errors import LiverlibError
 from liverlib.phantom.studies import (MIN_LIVER_AREA_MM2, STUDY_MANIFEST_COLUMNS, liver_profile, make_study,
                                       plan_study, read_study_manifest, write_phantom_studies)
 from liverlib.phantom.tissues import LESION_LABEL_MIN
-from liverlib.studies import read_study
+from liverlib.imaging.studies import read_study
 
 
 @pytest.fixture(scope="module")

@@ -114,6 +114,19 @@ def test_applying_a_model_does_not_import_the_training_code(module):
                        "read run folders through liverlib.runs instead"
 
 
+IMAGING = "liverlib.imaging"
+
+
+def test_reading_pixels_needs_nothing_but_itself_and_the_errors():
+    """The imaging sub-package is the first layer (file -> HU -> grey): it imports no model, data, training
+    or serving module, so a reader of DICOM or NIfTI never pulls in TensorFlow or the course."""
+    graph = import_graph()
+    members = {m for m in graph if m == IMAGING or m.startswith(IMAGING + ".")}
+    assert {f"{IMAGING}.dicom", f"{IMAGING}.studies", f"{IMAGING}.windowing"} <= members
+    outside = {t for m in members for t in graph[m] if t not in members} - {"liverlib.errors"}
+    assert not outside, f"liverlib.imaging imports {', '.join(sorted(outside))}; it must stay the bottom layer"
+
+
 def _line_count(path: Path) -> int:
     return path.read_bytes().count(b"\n")  # as `wc -l` counts
 

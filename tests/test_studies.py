@@ -18,10 +18,10 @@ import pydicom
 import pytest
 from PIL import Image
 
-from liverlib.dicom import read_dicom_hu, write_ct_dicom
+from liverlib.imaging.dicom import read_dicom_hu, write_ct_dicom
 from liverlib.errors import LiverlibError
-from liverlib.imageio import decode_image
-from liverlib.studies import find_series, read_dicom_series, read_nifti, read_study
+from liverlib.imaging.decode import decode_image
+from liverlib.imaging.studies import find_series, read_dicom_series, read_nifti, read_study
 
 SHAPE = (8, 32, 32)  # z, y, x
 STEP, PIXEL = 2.5, 0.75  # mm

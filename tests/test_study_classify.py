@@ -127,7 +127,7 @@ def test_a_volume_without_liver_is_a_clear_error(tiny_run):
 
 def test_preprocessing_and_probabilities_follow_the_card(tiny_run, tmp_path, monkeypatch):
     from liverlib.preprocess import normalise, prepare_grey
-    from liverlib.windowing import window_to_uint8
+    from liverlib.imaging.windowing import window_to_uint8
 
     monkeypatch.setenv("LIVERLIB_FAST_FORWARD", "0")  # the batched TensorFlow path (the CLI tests take LiteRT)
 
@@ -213,7 +213,7 @@ def test_cli_json_for_a_series_a_nifti_and_a_zip(tiny_run, study_files, capsys):
 def test_cli_bad_studies_among_good_ones_and_per_slice_lines(tiny_run, study_files, tmp_path, capsys):
     from PIL import Image
 
-    from liverlib.windowing import window_to_uint8
+    from liverlib.imaging.windowing import window_to_uint8
 
     png = tmp_path / "slice.png"
     Image.fromarray(window_to_uint8(make_study("normal", seed=(9, 7), size=64, n_slices=10).hu[4], 40, 400)).save(png)

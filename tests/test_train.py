@@ -270,7 +270,7 @@ def _class_folders(root, kinds, per_class=6, size=64):
     from PIL import Image
 
     from liverlib.phantom import make_slice
-    from liverlib.windowing import window_to_uint8
+    from liverlib.imaging.windowing import window_to_uint8
 
     rows = []
     for c, (folder, kind) in enumerate(kinds.items()):

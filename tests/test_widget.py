@@ -11,7 +11,7 @@ from PIL import Image
 from liverlib.classify import Classification
 from liverlib.phantom import make_slice
 from liverlib.widget import ClassifyApp, find_run
-from liverlib.windowing import WINDOWS, window_to_uint8
+from liverlib.imaging.windowing import WINDOWS, window_to_uint8
 
 
 def _png(array):
@@ -61,7 +61,7 @@ def test_process_returns_results_and_messages(tiny_run, slice_png):
 
 
 def test_the_dicom_window_selector_reaches_the_classifier(tiny_run, tmp_path):
-    from liverlib.dicom import write_ct_dicom
+    from liverlib.imaging.dicom import write_ct_dicom
 
     path = tmp_path / "s.dcm"
     write_ct_dicom(path, make_slice("normal", seed=1, size=96).hu, pixel_spacing_mm=0.8, patient_id="T",

@@ -37,7 +37,7 @@ from liverlib.config import CLASS_NAMES, PAPER_CLASS_SUPPORT, PAPER_DATASET_SIZE
 from liverlib.errors import LiverlibError
 from liverlib.phantom.anatomy import make_patient
 from liverlib.phantom.render import iter_patient_slices
-from liverlib.windowing import WINDOWS, window_to_uint8
+from liverlib.imaging.windowing import WINDOWS, window_to_uint8
 
 FORMATS = ("png", "dicom")
 MANIFEST_NAME = "manifest.csv"
@@ -260,7 +260,7 @@ def random_affine(hu: np.ndarray, labels: np.ndarray, rng: np.random.Generator, 
 
 def _write_patient(task: PatientTask, job: dict) -> list[dict]:
     """Generate one synthetic patient and write its slices, masks and augmented copies; return manifest rows."""
-    from liverlib.dicom import write_ct_dicom
+    from liverlib.imaging.dicom import write_ct_dicom
 
     root, size, fmt, window = Path(job["root"]), job["size"], job["fmt"], job["window"]
     patient = make_patient(task.liver_class, task.n_slices, (job["seed"], task.index), patient_id=task.patient_id)

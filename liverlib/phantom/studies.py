@@ -44,7 +44,7 @@ from liverlib.phantom.dataset import (README_TEXT, _one_thread_per_worker, _prog
 from liverlib.phantom.lesions import paint_lesions
 from liverlib.phantom.textures import PatientFields
 from liverlib.phantom.tissues import BY_NAME, LESION_LABEL_MIN
-from liverlib.windowing import WINDOWS
+from liverlib.imaging.windowing import WINDOWS
 
 STUDY_FORMATS = ("dicom-series", "nifti")
 STUDY_MANIFEST_COLUMNS = (
@@ -104,14 +104,14 @@ class PhantomStudy:
         return [i for i, s in enumerate(self.slices) if s["lesion_area_mm2"] > 0]
 
     def affine(self) -> np.ndarray:
-        """(z, y, x, 1) indices -> RAS+ mm, as liverlib.studies reads the written series: a slice at phantom
+        """(z, y, x, 1) indices -> RAS+ mm, as liverlib.imaging.studies reads the written series: a slice at phantom
         depth z lies at scanner height -z (ImagePositionPatient), columns run to the patient's left."""
         sz, sxy = self.slice_spacing_mm, self.pixel_spacing_mm
         return np.array([[0, 0, -sxy, 0], [0, -sxy, 0, 0], [-sz, 0, 0, -float(self.z_mm[0])], [0, 0, 0, 1.0]])
 
     def volume(self):
-        """The study as the :class:`~liverlib.volume.Volume` its files read back to (HU rounded as stored)."""
-        from liverlib.volume import Volume
+        """The study as the :class:`~liverlib.imaging.volume.Volume` its files read back to (HU rounded as stored)."""
+        from liverlib.imaging.volume import Volume
 
         stored = np.clip(np.round(np.asarray(self.hu, np.float32) + 1024.0), 0, 4095)  # as write_ct_dicom stores it
         hu = (stored - 1024.0).astype(np.float32)
@@ -246,7 +246,7 @@ def write_study_dicom(study: PhantomStudy, folder: str | os.PathLike, uid_seed: 
                       window: tuple[float, float] = WINDOWS["abdomen"]) -> list[Path]:
     """One DICOM file per slice in ``folder``: one series (shared Study/Series/Frame UIDs from ``uid_seed``),
     ImagePositionPatient and SliceLocation at -z, SliceThickness the slice spacing."""
-    from liverlib.dicom import write_ct_dicom
+    from liverlib.imaging.dicom import write_ct_dicom
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

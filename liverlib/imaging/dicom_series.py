@@ -1,7 +1,7 @@
 """Find and read the axial CT series in a folder of DICOM files (one study, possibly several series).
 
 :func:`find_series` lists the axial CT series with their image counts; :func:`read_dicom_series` reads one
-into a :class:`~liverlib.volume.Volume` (``hu[z, y, x]``, head to feet, anterior up, the patient's right on
+into a :class:`~liverlib.imaging.volume.Volume` (``hu[z, y, x]``, head to feet, anterior up, the patient's right on
 the image's left). Files that are not CT images to classify are skipped with a note: non-DICOM files,
 objects without pixel data (dose reports and other structured reports, DICOMDIR), localisers/scouts,
 screen captures without a slice position (dose sheets), multi-frame objects, and whole series that are
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from liverlib.dicom import hu_pixels, number, pixel_spacing, quiet, text
+from liverlib.imaging.dicom import hu_pixels, number, pixel_spacing, quiet, text
 from liverlib.errors import LiverlibError
-from liverlib.volume import Volume, check_size, to_display
+from liverlib.imaging.volume import Volume, check_size, to_display
 
 MAX_FILES = 50_000
 _PLANES = ("sagittal", "coronal", "axial")  # by the patient axis (x, y, z) the slice normal is closest to

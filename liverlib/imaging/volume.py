@@ -1,6 +1,6 @@
 """One in-memory CT volume, whatever file it came from, in one display orientation.
 
-Every reader (a DICOM series, a NIfTI file, a zip of either: :mod:`liverlib.studies`) returns a
+Every reader (a DICOM series, a NIfTI file, a zip of either: :mod:`liverlib.imaging.studies`) returns a
 :class:`Volume` whose ``hu`` array is indexed ``hu[z, y, x]`` in the radiological axial view:
 
 * ``x`` (columns) runs from the patient's right to the patient's left, so the patient's right is on the

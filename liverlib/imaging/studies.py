@@ -1,11 +1,11 @@
 """Whole studies in: a folder of DICOM files, a NIfTI volume (.nii, .nii.gz) or a .zip of either.
 
-:func:`read_study` dispatches on what it is given and returns one :class:`~liverlib.volume.Volume` per axial
+:func:`read_study` dispatches on what it is given and returns one :class:`~liverlib.imaging.volume.Volume` per axial
 CT series (a NIfTI file is one volume). Every volume is in the same radiological axial view, whatever its
 source: ``hu[z, y, x]`` with z from head to feet, y from anterior (up) to posterior, x from the patient's
 right (image left) to the patient's left: nibabel axis codes ``"IPL"``.
 
-* DICOM: :func:`~liverlib.dicom_series.find_series` and :func:`~liverlib.dicom_series.read_dicom_series`
+* DICOM: :func:`~liverlib.imaging.dicom_series.find_series` and :func:`~liverlib.imaging.dicom_series.read_dicom_series`
   (grouping by SeriesInstanceUID, skipping reports, localisers and dose sheets, ordering by position).
 * NIfTI: :func:`read_nifti`, through nibabel; the voxel axes are matched to the patient axes by the file's
   affine (io_orientation) and flipped or transposed to the view above; spacing from the header's zooms.
@@ -27,9 +27,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from liverlib.dicom_series import SeriesInfo, SeriesList, find_series, read_dicom_series, read_series
+from liverlib.imaging.dicom_series import SeriesInfo, SeriesList, find_series, read_dicom_series, read_series
 from liverlib.errors import LiverlibError
-from liverlib.volume import DISPLAY_AXCODES, Volume, check_size, to_display
+from liverlib.imaging.volume import DISPLAY_AXCODES, Volume, check_size, to_display
 
 __all__ = ["DISPLAY_AXCODES", "SeriesInfo", "SeriesList", "Volume", "extract_zip", "find_series",
            "read_dicom_series", "read_nifti", "read_study"]

@@ -113,7 +113,7 @@ def read_dicom_hu(source: str | os.PathLike | bytes, name: str = "the file") -> 
 
 
 # ---------------------------------------------------------------------------------------------- header checks
-# Shared by the slice reader above and the series reader (liverlib.dicom_series): every header value that
+# Shared by the slice reader above and the series reader (liverlib.imaging.dicom_series): every header value that
 # decoding relies on is checked before it is trusted, and a bad one is named in the error.
 
 SLOPE_RANGE = (1e-3, 1e3)  # CT scanners write 1 (a few 0.5 or 2); 0, negatives or 1e30 mean a damaged header

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from liverlib.errors import LiverlibError
-from liverlib.windowing import WINDOWS, window_hu
+from liverlib.imaging.windowing import WINDOWS, window_hu
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 6,000 x 6,000 image; a CT slice is 512 x 512
@@ -86,7 +86,7 @@ def decode_file(path: str | os.PathLike, window: tuple[float, float] | None = No
 
 
 def _decode_dicom(data: bytes, name: str, window: tuple[float, float] | None) -> DecodedImage:
-    from liverlib.dicom import read_dicom_hu
+    from liverlib.imaging.dicom import read_dicom_hu
 
     sl = read_dicom_hu(data, name)
     notes = []
