@@ -91,7 +91,7 @@ class ClassifyApp:
         try:
             if self.model_dir is None:
                 raise LiverlibError("no trained model was found; train one (`liverlib train`, or run notebook "
-                                    f"04_training) or set {MODEL_ENV} to a run folder")
+                                    f"05_training) or set {MODEL_ENV} to a run folder")
             self.classifier = get_classifier(self.model_dir)
         except LiverlibError as exc:
             load_error = str(exc)
