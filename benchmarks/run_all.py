@@ -5,8 +5,10 @@
 ``--smoke`` runs each on tiny inputs, only to check that it works (what CI runs). Two measurements are
 not part of ``make bench`` because they take longer than its 30 minutes: the whole-course cost
 (``python -m benchmarks.course_cost``: make test and make book on a fresh clone) and how well the phantom's
-classes can be told apart (``python -m benchmarks.phantom_separability``). summary.json is written last,
-from every result file present.
+classes can be told apart (``python -m benchmarks.phantom_separability``, and to convergence on the laptop
+run's inputs, ``python -m benchmarks.phantom_ceiling``). The training-recipe work has its own scripts
+(``benchmarks.liver_crop``, ``benchmarks.recipe_ablation``). summary.json is written last, from every
+result file present.
 """
 
 from __future__ import annotations

@@ -92,7 +92,14 @@ def texture_svm(images, labels, train, test, seed: int = 0) -> np.ndarray:
     return _fit_predict(model, texture_features(images), labels, train, test)
 
 
-def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batch_size: int = 32) -> np.ndarray:
+def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batch_size: int = 32,
+              val=None, patience: int | None = None) -> np.ndarray:
+    """Four conv blocks (32-64-128-128 filters), global pooling, dropout, softmax; Adam 1e-3, class weights.
+
+    With ``val`` (indices) and ``patience``, training stops when the validation loss has not improved for
+    ``patience`` epochs and the weights of the best epoch are kept: how :mod:`benchmarks.phantom_ceiling`
+    trains it to convergence. The epoch kept is in ``small_cnn.last_best_epoch``.
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -111,7 +118,14 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     counts = np.bincount(labels[train], minlength=k)
     weights = {j: len(train) / (k * c) for j, c in enumerate(counts) if c > 0}
-    model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0, class_weight=weights)
+    extra = {}
+    if val is not None and patience:
+        stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+        extra = {"validation_data": (x[val], labels[val]), "callbacks": [stop]}
+    history = model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0,
+                        class_weight=weights, **extra)
+    losses = history.history.get("val_loss")
+    small_cnn.last_best_epoch = int(np.argmin(losses)) + 1 if losses else epochs
     return model.predict(x[test], verbose=0)
 
 
