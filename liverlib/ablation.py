@@ -17,6 +17,10 @@ recipe before it (the earlier recipe that differs in the fewest settings, the la
 the share of validation slices given to each class after every epoch: the "all benign" symptom.
 The file may hold only some recipes while the benchmark runs; both functions read what is there.
 
+:func:`ceiling_table` reads ``benchmarks/results/phantom_ceiling.json`` (``benchmarks/phantom_ceiling.py``):
+the small CNN trained to convergence on the laptop run's inputs, the phantom's own ceiling at each input
+size and crop, so a short run's score can be read as "limited by the data" or "limited by the budget".
+
 Light: no TensorFlow; pandas on use.
 """
 
@@ -117,3 +121,38 @@ def predicted_shares(recipe: str, path: str | os.PathLike | None = None):
     table = pd.DataFrame([h.get("val_predicted_share", {}) for h in history],
                          index=pd.Index([h.get("epoch") for h in history], name="epoch"))
     return table.fillna(0.0)
+
+
+CEILING_COLUMNS = ("crop", "input size", "test macro-F1", "CI low", "CI high", "train macro-F1", "best epoch",
+                   "max epochs", "seconds")
+
+
+def ceiling_table(path: str | os.PathLike | None = None):
+    """One row per input (``liver-64px``, ...) of the ceiling benchmark: the small CNN's test macro-F1 with its
+    patient-level 95% interval, its macro-F1 on the training slices, the epoch kept (lowest validation loss)
+    of the most allowed, and the training time in seconds."""
+    import pandas as pd  # local: heavy dependency
+
+    if path is None:
+        from liverlib.facts import results_dir
+
+        folder = results_dir()
+        path = folder / "phantom_ceiling.json" if folder is not None else None
+    path = Path(path) if path is not None else None
+    if path is None or not path.is_file():
+        raise LiverlibError(f"no ceiling results at {path}; run `python -m benchmarks.phantom_ceiling` in a source "
+                            "checkout")
+    try:
+        runs = json.loads(path.read_text()).get("runs")
+    except (ValueError, AttributeError) as exc:
+        raise LiverlibError(f"{path.name} is not a ceiling result ({exc}); rerun the benchmark") from None
+    if not isinstance(runs, dict) or not runs:
+        raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.phantom_ceiling`")
+    rows = []
+    for name, run in runs.items():
+        low, high = (list(run.get("test_macro_f1_ci95") or []) + [None, None])[:2]
+        rows.append({"input": name, "crop": run.get("crop"), "input size": run.get("input_size"),
+                     "test macro-F1": run.get("test_macro_f1"), "CI low": low, "CI high": high,
+                     "train macro-F1": run.get("train_macro_f1"), "best epoch": run.get("best_epoch"),
+                     "max epochs": run.get("max_epochs"), "seconds": run.get("train_seconds")})
+    return pd.DataFrame(rows, columns=("input", *CEILING_COLUMNS)).set_index("input")

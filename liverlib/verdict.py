@@ -45,25 +45,30 @@ def relation(interval, reference: float) -> str:
     return "not distinguishable from"
 
 
-def run_folder_baselines(run_dir: str | os.PathLike, window: tuple[float, float], size: int = 64,
-                         epochs: int = 8, only=None, n_boot: int = 1000, seed: int = 0):
+def run_folder_baselines(run_dir: str | os.PathLike, window: tuple[float, float], size: int | None = None,
+                         epochs: int = 8, only=None, n_boot: int = 1000, seed: int = 0, crop: str | None = None):
     """Baselines trained on the run's training images and scored on its test images, with the same patient
     bootstrap intervals as the run (:func:`liverlib.baselines.summary_row`): one row per model, the
     majority class first. ``only`` picks models by name (:data:`MAJORITY` and the names in
-    :data:`liverlib.baselines.BASELINES`; default all). Rows already computed with the same size, epochs,
-    resamples and seed are read from ``<run_dir>/evaluation/baselines.json``, new ones added to it."""
+    :data:`liverlib.baselines.BASELINES`; default all). The inputs are the run's own: its model card's input
+    size and crop unless ``size`` or ``crop`` say otherwise (64 px, whole slice for a folder without a card).
+    Rows already computed with the same size, crop, epochs, resamples and seed are read from
+    ``<run_dir>/evaluation/baselines.json``, new ones added to it."""
     import pandas as pd  # local: heavy dependency
 
     from liverlib.baselines import BASELINES, summary_row
     from liverlib.config import CLASS_NAMES
     from liverlib.preprocess import load_images
-    from liverlib.runs import SPLIT_FILE
+    from liverlib.runs import CARD_FILE, SPLIT_FILE, read_card
 
     run_dir = Path(run_dir)
+    card = read_card(run_dir) if (run_dir / CARD_FILE).is_file() else {}
+    size = int(size if size is not None else card.get("input_size", 64))
+    crop = crop if crop is not None else card.get("crop", "none")
     models = {MAJORITY: majority_class, **BASELINES}
     wanted = [name for name in models if only is None or name in only]
     cache_path = run_dir / CACHE_FILE
-    key = {"size": int(size), "epochs": int(epochs), "n_boot": int(n_boot), "seed": int(seed),
+    key = {"size": size, "crop": crop, "epochs": int(epochs), "n_boot": int(n_boot), "seed": int(seed),
            "split_sha256": hashlib.sha256((run_dir / SPLIT_FILE).read_bytes()).hexdigest()}
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     rows = cache.get("rows", {}) if cache.get("key") == key else {}
@@ -75,7 +80,7 @@ def run_folder_baselines(run_dir: str | os.PathLike, window: tuple[float, float]
         train = np.flatnonzero(split["split"] == "train")
         test = np.flatnonzero(split["split"] == "test")
         groups = split["group"].astype(str).to_numpy()
-        images = load_images(split["file"], size, window)
+        images = load_images(split["file"], size, window, crop=crop)
         for name in missing:
             start = time.perf_counter()
             kwargs = {"epochs": epochs} if name == "small CNN" else {}

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from liverlib.ablation import ablation_table, changes, predicted_shares
+from liverlib.ablation import ablation_table, ceiling_table, changes, predicted_shares
 from liverlib.errors import LiverlibError
 
 BASE = {"crop": "none", "image_size": 64, "bn_momentum": 0.99, "schedule": "constant"}
@@ -89,3 +89,24 @@ def test_the_share_figure_draws_the_numbers(result_file):
     assert len(fig.axes) == 2
     heights = sorted(p.get_height() for p in fig.axes[0].patches)
     assert heights[-2:] == [1.0, 1.0]  # all benign in both epochs of the baseline
+
+
+def test_the_ceiling_table_reads_each_input_and_refuses_a_bad_file(tmp_path):
+    run = {"crop": "liver", "input_size": 64, "test_macro_f1": 0.71, "test_macro_f1_ci95": [0.6, 0.8],
+           "train_macro_f1": 0.95, "best_epoch": 23, "max_epochs": 60, "train_seconds": 300.0}
+    path = tmp_path / "phantom_ceiling.json"
+    path.write_text(json.dumps({"runs": {"liver-64px": run, "none-64px": {**run, "crop": "none", "test_macro_f1": 0.5,
+                                                                          "test_macro_f1_ci95": None}}}))
+    table = ceiling_table(path)
+    assert list(table.index) == ["liver-64px", "none-64px"]
+    assert table.loc["liver-64px", "test macro-F1"] == 0.71 and table.loc["liver-64px", "CI high"] == 0.8
+    assert table.loc["liver-64px", "best epoch"] == 23 and table.loc["none-64px", "crop"] == "none"
+    assert table.loc["none-64px", "CI low"] is None or np.isnan(table.loc["none-64px", "CI low"])
+    path.write_text("{not json")
+    with pytest.raises(LiverlibError, match="not a ceiling result"):
+        ceiling_table(path)
+    path.write_text(json.dumps({"runs": {}}))
+    with pytest.raises(LiverlibError, match="holds no runs"):
+        ceiling_table(path)
+    with pytest.raises(LiverlibError, match="no ceiling results"):
+        ceiling_table(tmp_path / "missing.json")

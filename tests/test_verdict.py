@@ -31,7 +31,7 @@ def test_interval_of_reads_a_baseline_row():
     assert all(np.isnan(interval_of({"macro_f1 95% CI": "n/a"})))
 
 
-def test_run_folder_baselines_are_computed_once_and_kept(tmp_path, monkeypatch):
+def _run_folder(tmp_path):
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -45,6 +45,11 @@ def test_run_folder_baselines_are_computed_once_and_kept(tmp_path, monkeypatch):
     run = tmp_path / "run"
     run.mkdir()
     pd.DataFrame(rows).to_csv(run / "split.csv", index=False)
+    return run
+
+
+def test_run_folder_baselines_are_computed_once_and_kept(tmp_path, monkeypatch):
+    run = _run_folder(tmp_path)
     table = run_folder_baselines(run, (40, 400), size=16, only=["majority class", "histogram + logistic regression"],
                                  n_boot=20)
     assert list(table.index) == ["majority class", "histogram + logistic regression"]
@@ -59,3 +64,25 @@ def test_run_folder_baselines_are_computed_once_and_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(verdict, "majority_class", refuse)
     again = run_folder_baselines(run, (40, 400), size=16, only=["majority class"], n_boot=20)
     assert again.loc["majority class", "macro_f1"] == table.loc["majority class", "macro_f1"]
+
+
+def test_the_baselines_see_the_runs_own_input_size_and_crop(tmp_path, monkeypatch):
+    import liverlib.preprocess as preprocess
+
+    run = _run_folder(tmp_path)
+    card = {"class_names": ["benign", "cirrhosis", "malignant", "normal"], "input_size": 24, "crop": "body",
+            "window": {"level": 40.0, "width": 400.0}, "schema_version": 3, "input_normalisation": "unit"}
+    (run / "model_card.json").write_text(json.dumps(card))
+    seen = []
+    real = preprocess.load_images
+
+    def spy(files, size, window=None, workers=4, crop="none"):
+        seen.append((size, crop))
+        return real(files, size, window, workers, crop)
+    monkeypatch.setattr(preprocess, "load_images", spy)
+    run_folder_baselines(run, (40, 400), only=["majority class"], n_boot=20)
+    assert seen == [(24, "body")]
+    kept = json.loads((run / "evaluation" / "baselines.json").read_text())["key"]
+    assert (kept["size"], kept["crop"]) == (24, "body")
+    run_folder_baselines(run, (40, 400), size=16, crop="none", only=["majority class"], n_boot=20)
+    assert seen[-1] == (16, "none")  # asked for other inputs: computed again, not read from the kept rows
