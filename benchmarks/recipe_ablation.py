@@ -176,7 +176,7 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
             if logs["val_loss"] < best["val_loss"]:
                 best.update(val_loss=float(logs["val_loss"]), epoch=epoch + 1, weights=self.model.get_weights())
 
-    model.fit(train_ds, epochs=epochs, class_weight=class_weight, callbacks=[Watch()],
+    model.fit(train_ds, epochs=epochs, class_weight=class_weight, callbacks=[Watch()], shuffle=False,
               verbose=0)
     model.set_weights(best.pop("weights"))
     y_test = rows["test"]["label"].to_numpy()

@@ -91,3 +91,21 @@ def test_every_page_renders_offline(server, browser):
         context.close()
     assert not problems, "\n".join(problems)
     assert typeset_pages >= 1, "no page with equations was checked; the check for MathJax did not run"
+
+
+def test_no_page_shows_a_traceback_a_tensorflow_error_line_or_a_build_path():
+    """What a reader must never see on a rendered page: a Python traceback, TensorFlow's "NodeDef mentions
+    attribute use_unbounded_threadpool" line (issue: a clean training log), or an absolute path of the
+    machine that built the book (chapters print paths relative to the artifacts folder)."""
+    import html
+    import re
+
+    book = _book_dir()
+    forbidden = {"a traceback": "Traceback (most recent call last)",
+                 "TensorFlow's NodeDef error": "use_unbounded_threadpool",
+                 "the build machine's checkout path": str(ROOT)}
+    problems = []
+    for rel in _pages(book):
+        text = html.unescape(re.sub(r"<[^>]+>", "", (book / rel).read_text(errors="replace")))
+        problems += [f"{rel}: shows {what}" for what, needle in forbidden.items() if needle in text]
+    assert not problems, "\n".join(problems)
