@@ -70,3 +70,23 @@ def phantom_with_copies(tmp_path_factory):
     root = tmp_path_factory.mktemp("pc") / "phantom"
     write_phantom_dataset(root, n=60, seed=8, size=128, augmented_copies=2, workers=1, progress=False)
     return root
+
+
+@pytest.fixture
+def known_predictions():
+    """120 slices from a fixed 4-class confusion matrix (rows true, columns predicted), with probabilities whose
+    arg-max is the prediction: accuracy 95/120, every other figure computable by hand."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    cm = np.array([[50, 2, 6, 2],
+                   [1, 8, 0, 1],
+                   [7, 0, 20, 3],
+                   [2, 1, 0, 17]])
+    y_true = np.repeat(np.repeat(np.arange(4), 4), cm.ravel())
+    y_pred = np.repeat(np.tile(np.arange(4), 4), cm.ravel())
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), size=len(y_pred)) * 0.5
+    probs[np.arange(len(y_pred)), y_pred] += 0.5 + 1e-3
+    return SimpleNamespace(cm=cm, y_true=y_true, y_pred=y_pred, probs=probs / probs.sum(axis=1, keepdims=True))

@@ -1,89 +1,16 @@
-"""Evaluation figures against scikit-learn, specificity by hand, the bootstrap on known cases, the report."""
+"""Evaluation: the bootstrap on known cases, temperature scaling, Table 2, the report a run gets (liverlib.evaluate)."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_recall_fscore_support,
-                             roc_auc_score)
 
 from liverlib.evaluate import (apply_temperature, bootstrap_ci, bootstrap_weights, fit_temperature, recompute_accuracy,
                                table2)
-from liverlib.metrics import batched_scores, confusion, expected_calibration_error, scores
+from liverlib.metrics import expected_calibration_error, scores
 
 NAMES = ["benign", "cirrhosis", "malignant", "normal"]
-# a fixed confusion matrix (rows true, columns predicted)
-CM = np.array([[50, 2, 6, 2],
-               [1, 8, 0, 1],
-               [7, 0, 20, 3],
-               [2, 1, 0, 17]])
-
-
-def _labels_from(cm):
-    y_true, y_pred = [], []
-    for i in range(len(cm)):
-        for j in range(len(cm)):
-            y_true += [i] * cm[i, j]
-            y_pred += [j] * cm[i, j]
-    return np.array(y_true), np.array(y_pred)
-
-
-def _probs_for(y_pred, k=4, seed=0):
-    rng = np.random.default_rng(seed)
-    p = rng.dirichlet(np.ones(k), size=len(y_pred)) * 0.5
-    p[np.arange(len(y_pred)), y_pred] += 0.5 + 1e-3  # argmax is y_pred
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def test_metrics_match_scikit_learn_and_specificity_by_hand():
-    y_true, y_pred = _labels_from(CM)
-    probs = _probs_for(y_pred)
-    m = scores(y_true, probs, NAMES)
-    assert np.array_equal(confusion(y_true, y_pred, 4), CM)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
-    assert m["accuracy"] == pytest.approx(95 / 120)
-    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
-    assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
-    assert m["roc_auc_ovr"] == pytest.approx(roc_auc_score(y_true, probs, multi_class="ovr", average="macro"))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred)
-    for i, name in enumerate(NAMES):
-        assert m["per_class"][name]["precision"] == pytest.approx(p[i])
-        assert m["per_class"][name]["recall"] == pytest.approx(r[i])
-        assert m["per_class"][name]["f1"] == pytest.approx(f[i])
-        assert m["per_class"][name]["support"] == s[i]
-    # specificity of "malignant" by hand: TN = all - row - column + diagonal = 120 - 30 - 26 + 20 = 84, FP = 6
-    assert m["per_class"]["malignant"]["specificity"] == pytest.approx(84 / 90)
-    assert m["per_class"]["cirrhosis"]["specificity"] == pytest.approx((120 - 10 - 11 + 8) / (120 - 10))
-    batched = batched_scores(y_true, probs, 4, np.ones((3, len(y_true))))
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece"):
-        np.testing.assert_allclose(batched[key], m[key], err_msg=key)
-    for key in ("precision", "recall", "specificity", "f1"):
-        np.testing.assert_allclose(batched["per_class"][key][0], [m["per_class"][c][key] for c in NAMES])
-
-
-def test_batched_metrics_match_scikit_learn_with_weights_and_ties():
-    rng = np.random.default_rng(3)
-    n = 300
-    y = rng.integers(0, 4, n)
-    probs = rng.dirichlet(np.ones(4), n).round(2)  # rounding makes tied scores
-    probs /= probs.sum(axis=1, keepdims=True)
-    w = rng.integers(0, 3, (5, n)).astype(float)
-    batched = batched_scores(y, probs, 4, w)
-    for b in range(5):
-        ref = scores(y, probs, NAMES, weights=w[b])
-        for key in ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "roc_auc_ovr", "ece"):
-            assert batched[key][b] == pytest.approx(ref[key]), key
-
-
-def test_ece_on_known_cases():
-    y = np.array([0, 0, 0, 0])
-    perfect = np.array([[1.0, 0.0]] * 4)
-    assert expected_calibration_error(y, perfect) == pytest.approx(0.0)
-    # always 0.9 confident, right half the time: gap 0.4
-    half = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9]])
-    assert expected_calibration_error(y, half) == pytest.approx(0.4)
-
 
 def test_bootstrap_of_a_constant_is_a_point_and_of_a_coin_is_centred():
     y = np.zeros(50, int)
@@ -131,9 +58,8 @@ def test_temperature_scaling_fixes_overconfidence():
     assert expected_calibration_error(y, apply_temperature(overconfident, t)) < expected_calibration_error(y, overconfident)
 
 
-def test_table2_layout_and_the_papers_own_accuracy():
-    y_true, y_pred = _labels_from(CM)
-    m = scores(y_true, _probs_for(y_pred), NAMES)
+def test_table2_layout_and_the_papers_own_accuracy(known_predictions):
+    m = scores(known_predictions.y_true, known_predictions.probs, NAMES)
     table = table2(m)
     assert list(table.index) == NAMES + ["macro avg", "weighted avg"]
     assert table.loc["weighted avg", "support"] == 120
@@ -179,30 +105,3 @@ def test_evaluate_cli_on_a_missing_run_is_one_line(tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err
     assert "not a finished training run" in err and "Traceback" not in err
-
-
-def test_gradcam_shape_range_and_the_pointing_game():
-    import keras
-
-    from liverlib.explain import grad_cam, overlay, pointing_game, upsample
-    from liverlib.model import build_modified_resnet50
-
-    keras.utils.set_random_seed(0)
-    model = build_modified_resnet50(4, 64)
-    x = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32")
-    probs, heat = grad_cam(model, x)
-    assert probs.shape == (2, 4) and heat.shape == (2, 2, 2)  # conv5 is 1/32 of the input
-    assert heat.min() >= 0 and heat.max() <= 1
-    _, chosen = grad_cam(model, x, class_index=2)
-    assert chosen.shape == heat.shape
-    big = upsample(heat[0], 64)
-    assert big.shape == (64, 64) and 0 <= big.min() and big.max() <= 1
-    assert overlay(np.zeros((64, 64)), heat[0]).shape == (64, 64, 3)
-    # the pointing game on a known heatmap: all mass in the top-left quarter
-    h = np.zeros((8, 8))
-    h[:4, :4] = 1.0
-    mask = np.zeros((8, 8), bool)
-    mask[:4, :] = True
-    score = pointing_game(h, mask)
-    assert score["mass_inside"] == pytest.approx(1.0) and score["hit"] and score["area"] == pytest.approx(0.5)
-    assert pointing_game(h, ~mask)["mass_inside"] == pytest.approx(0.0)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -87,3 +88,36 @@ def test_cached_builds_once_per_model_file_and_again_after_it_changes(tmp_path):
     (tmp_path / MODEL_FILE).write_bytes(b"second, retrained")  # another size (and time): built again
     assert cached(tmp_path, build) is not first and len(built) == 2
     assert np.all([p == tmp_path.resolve() for p in built])
+
+
+def test_load_run_refuses_unsafe_or_incomplete_models(tmp_path):
+    import keras
+
+    with pytest.raises(LiverlibError, match="not a finished training run"):
+        load_run(tmp_path)
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "model.keras")
+    (tmp_path / "model_card.json").write_text(json.dumps({"class_names": ["a", "b"], "input_size": 4,
+                                                          "window": {"level": 40, "width": 400}}))
+    with pytest.raises(LiverlibError, match="unsafe deserialisation"):
+        load_run(tmp_path)
+
+
+def test_latest_run_ignores_runs_trained_under_other_settings(tmp_path):
+    """After a profile changes (say, its image size), its old runs are not taken for the new profile's run."""
+    from liverlib.config import training_settings_key
+    from liverlib.runs import latest_run
+
+    config = load_config("laptop", artifacts_dir=tmp_path)
+    old = config.replace(image_size=96)
+    for name, cfg, mtime in (("laptop-aaa-old-seed42", old, 2_000_000_000), ("laptop-aaa-new-seed42", config, 1_000_000_000)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "model_card.json").write_text(json.dumps({"settings_sha256": training_settings_key(cfg)}))
+        os.utime(run / "model_card.json", (mtime, mtime))
+    # the old run is newer, but only the run with this configuration's settings counts
+    assert latest_run(config) == tmp_path / "runs" / "laptop-aaa-new-seed42"
+    assert latest_run(old) == tmp_path / "runs" / "laptop-aaa-old-seed42"
+    assert latest_run(config, same_settings=False) == tmp_path / "runs" / "laptop-aaa-old-seed42"
+    assert latest_run(config.replace(dropout=0.3)) is None
