@@ -57,7 +57,7 @@ def measure(size: int, crop: str, epochs: int, patience: int, smoke: bool = Fals
     per_class = f1_score(y_test, test_probs.argmax(1), average=None, labels=range(k), zero_division=0)
     ci = bootstrap_ci(y_test, test_probs, class_names, groups=manifest["group"].to_numpy()[part["test"]], n_boot=1000)
     return {
-        "input_size": size, "crop": crop, "crop_fallbacks": fallbacks,
+        "profile": config.profile, "input_size": size, "crop": crop, "crop_fallbacks": fallbacks,
         "test_macro_f1": float(per_class.mean()), "test_macro_f1_ci95": ci.get("macro_f1"),
         "test_f1_per_class": dict(zip(class_names, map(float, per_class))),
         "train_macro_f1": float(f1_score(labels[part["train"]], train_probs.argmax(1), average="macro",

@@ -51,8 +51,8 @@ def read_recipes(path: str | os.PathLike | None = None) -> dict[str, dict]:
     """The finished recipes of an ablation result file, by name, in the order the benchmark ran them."""
     path = Path(path) if path is not None else default_path()
     if path is None or not path.is_file():
-        raise LiverlibError(f"no recipe ablation results at {path}; run `python -m benchmarks.recipe_ablation` "
-                            "in a source checkout")
+        raise LiverlibError("no recipe ablation results (benchmarks/results/recipe_ablation.json); run "
+                            "`python -m benchmarks.recipe_ablation` in a source checkout")
     try:
         found = json.loads(path.read_text())
     except ValueError as exc:
@@ -123,8 +123,8 @@ def predicted_shares(recipe: str, path: str | os.PathLike | None = None):
     return table.fillna(0.0)
 
 
-CEILING_COLUMNS = ("crop", "input size", "test macro-F1", "CI low", "CI high", "train macro-F1", "best epoch",
-                   "max epochs", "seconds")
+CEILING_COLUMNS = ("profile", "crop", "input size", "test macro-F1", "CI low", "CI high", "train macro-F1",
+                   "best epoch", "max epochs", "seconds")
 
 
 def ceiling_table(path: str | os.PathLike | None = None):
@@ -140,8 +140,8 @@ def ceiling_table(path: str | os.PathLike | None = None):
         path = folder / "phantom_ceiling.json" if folder is not None else None
     path = Path(path) if path is not None else None
     if path is None or not path.is_file():
-        raise LiverlibError(f"no ceiling results at {path}; run `python -m benchmarks.phantom_ceiling` in a source "
-                            "checkout")
+        raise LiverlibError("no ceiling results (benchmarks/results/phantom_ceiling.json); run "
+                            "`python -m benchmarks.phantom_ceiling` in a source checkout")
     try:
         runs = json.loads(path.read_text()).get("runs")
     except (ValueError, AttributeError) as exc:
@@ -151,7 +151,8 @@ def ceiling_table(path: str | os.PathLike | None = None):
     rows = []
     for name, run in runs.items():
         low, high = (list(run.get("test_macro_f1_ci95") or []) + [None, None])[:2]
-        rows.append({"input": name, "crop": run.get("crop"), "input size": run.get("input_size"),
+        rows.append({"input": name, "profile": run.get("profile", "laptop"), "crop": run.get("crop"),
+                     "input size": run.get("input_size"),
                      "test macro-F1": run.get("test_macro_f1"), "CI low": low, "CI high": high,
                      "train macro-F1": run.get("train_macro_f1"), "best epoch": run.get("best_epoch"),
                      "max epochs": run.get("max_epochs"), "seconds": run.get("train_seconds")})

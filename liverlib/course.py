@@ -64,19 +64,22 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "errors": ("LiverlibError",),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
-MODULES = tuple(_HOMES)  # ``ll.blocks``, ``ll.plots``...: whole modules, for a chapter that studies one
+# ``ll.blocks``, ``ll.windowing``...: whole modules, for a chapter that studies one (a sub-package's module by
+# its own name), and the sub-packages themselves
+_MODULE_PATHS = {module.rsplit(".", 1)[-1]: module for module in _HOMES} | {"imaging": "imaging", "phantom": "phantom"}
+MODULES = tuple(_MODULE_PATHS)
 
 
 def __getattr__(name: str):
     if name in _WHERE:
         return getattr(importlib.import_module(f"liverlib.{_WHERE[name]}"), name)
-    if name in _HOMES:
-        return importlib.import_module(f"liverlib.{name}")
+    if name in _MODULE_PATHS:
+        return importlib.import_module(f"liverlib.{_MODULE_PATHS[name]}")
     raise AttributeError(f"liverlib.course has no {name!r}; it re-exports: {', '.join(sorted(_WHERE))}")
 
 
 def __dir__():
-    return sorted(set(_WHERE) | set(_HOMES))
+    return sorted(set(_WHERE) | set(_MODULE_PATHS))
 
 
 def where(name: str) -> str:
