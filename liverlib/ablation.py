@@ -99,7 +99,7 @@ def ablation_table(path: str | os.PathLike | None = None):
         parent = closest_earlier(names, recipes, i)
         lever = ("the starting point" if parent is None
                  else "; ".join(changes(record.get("settings", {}), recipes[parent].get("settings", {}))) or "nothing")
-        if record.get("peak_learning_rate") is not None:
+        if record.get("peak_learning_rate") is not None and "learning-rate schedule" in lever:
             lever += f" (peak rate {record['peak_learning_rate']:.1e} from a range test)"
         low, high = (list(record.get("test_macro_f1_ci95") or []) + [None, None])[:2]
         rows.append({"recipe": name, "compared with": parent or "", "lever": lever,

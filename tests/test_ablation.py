@@ -110,3 +110,16 @@ def test_the_ceiling_table_reads_each_input_and_refuses_a_bad_file(tmp_path):
         ceiling_table(path)
     with pytest.raises(LiverlibError, match="no ceiling results"):
         ceiling_table(tmp_path / "missing.json")
+
+
+def test_the_peak_rate_is_named_only_where_the_schedule_is_the_lever(tmp_path):
+    stack = {**BASE, "crop": "liver", "bn_momentum": 0.9, "schedule": "warmup-cosine"}
+    mixed = {"benign": 0.5, "cirrhosis": 0.1, "malignant": 0.3, "normal": 0.1}
+    recipes = {"crop": _record({**BASE, "crop": "liver"}, 0.2, [0.1, 0.3], [mixed]),
+               "stack": _record(stack, 0.3, [0.2, 0.4], [mixed], peak_learning_rate=6e-4),
+               "balanced": _record({**stack, "sampling": "balanced"}, 0.3, [0.2, 0.4], [mixed], peak_learning_rate=6e-4)}
+    path = tmp_path / "recipe_ablation.json"
+    path.write_text(json.dumps({"recipes": recipes}))
+    table = ablation_table(path)
+    assert "peak rate 6.0e-04" in table.loc["stack", "lever"]
+    assert table.loc["balanced", "lever"] == "sampling none -> balanced"
