@@ -4,7 +4,7 @@ The laptop profile trains a ResNet-50 from random weights for a few epochs. When
 two causes are possible: the data (at this input size and crop the classes are not separable much better)
 or the budget (more epochs, or a network that learns faster from little data, would do better). This
 script trains the small CNN of :mod:`liverlib.baselines` *to convergence* (up to ``--epochs`` epochs, early
-stopping on the validation loss with ``--patience``, the best epoch's weights kept) on the same inputs as
+stopping on the validation macro-F1 with ``--patience``, the best epoch's weights kept) on the same inputs as
 the laptop run: the default phantom, the book's patient-grouped 70/15/15 split, the liver-region crop, at
 each input size asked for. Test macro-F1 comes with its patient-level 95% bootstrap interval, per-class F1
 and the macro-F1 on the training slices (how well the network fits what it saw).
@@ -57,7 +57,8 @@ def measure(size: int, crop: str, epochs: int, patience: int, smoke: bool = Fals
     per_class = f1_score(y_test, test_probs.argmax(1), average=None, labels=range(k), zero_division=0)
     ci = bootstrap_ci(y_test, test_probs, class_names, groups=manifest["group"].to_numpy()[part["test"]], n_boot=1000)
     return {
-        "profile": config.profile, "input_size": size, "crop": crop, "crop_fallbacks": fallbacks,
+        "stopping": "validation macro-F1", "profile": config.profile, "input_size": size, "crop": crop,
+        "crop_fallbacks": fallbacks,
         "test_macro_f1": float(per_class.mean()), "test_macro_f1_ci95": ci.get("macro_f1"),
         "test_f1_per_class": dict(zip(class_names, map(float, per_class))),
         "train_macro_f1": float(f1_score(labels[part["train"]], train_probs.argmax(1), average="macro",

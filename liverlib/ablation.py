@@ -129,7 +129,7 @@ CEILING_COLUMNS = ("profile", "crop", "input size", "test macro-F1", "CI low", "
 
 def ceiling_table(path: str | os.PathLike | None = None):
     """One row per input (``liver-64px``, ...) of the ceiling benchmark: the small CNN's test macro-F1 with its
-    patient-level 95% interval, its macro-F1 on the training slices, the epoch kept (lowest validation loss)
+    patient-level 95% interval, its macro-F1 on the training slices, the epoch kept (highest validation macro-F1)
     of the most allowed, and the training time in seconds."""
     import pandas as pd  # local: heavy dependency
 

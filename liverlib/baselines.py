@@ -96,9 +96,11 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
               val=None, patience: int | None = None) -> np.ndarray:
     """Four conv blocks (32-64-128-128 filters), global pooling, dropout, softmax; Adam 1e-3, class weights.
 
-    With ``val`` (indices) and ``patience``, training stops when the validation loss has not improved for
+    With ``val`` (indices) and ``patience``, training stops when the validation macro-F1 has not improved for
     ``patience`` epochs and the weights of the best epoch are kept: how :mod:`benchmarks.phantom_ceiling`
-    trains it to convergence. The epoch kept is in ``small_cnn.last_best_epoch``.
+    trains it to convergence. Macro-F1, not the loss: with class weights the plain validation loss is lowest
+    within a few epochs, while the minority classes are still being learned. The epoch kept is in
+    ``small_cnn.last_best_epoch``.
     """
     import keras
 
@@ -118,14 +120,21 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     counts = np.bincount(labels[train], minlength=k)
     weights = {j: len(train) / (k * c) for j, c in enumerate(counts) if c > 0}
-    extra = {}
+    extra, f1_by_epoch = {}, []
     if val is not None and patience:
-        stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
-        extra = {"validation_data": (x[val], labels[val]), "callbacks": [stop]}
-    history = model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0,
-                        class_weight=weights, **extra)
-    losses = history.history.get("val_loss")
-    small_cnn.last_best_epoch = int(np.argmin(losses)) + 1 if losses else epochs
+        from sklearn.metrics import f1_score  # local: heavy dependency
+
+        class ValidationMacroF1(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                pred = self.model.predict(x[val], verbose=0).argmax(axis=1)
+                f1_by_epoch.append(f1_score(labels[val], pred, average="macro", labels=range(k), zero_division=0))
+                logs["val_macro_f1"] = f1_by_epoch[-1]  # read by EarlyStopping, called after this callback
+
+        stop = keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
+                                             restore_best_weights=True)
+        extra = {"callbacks": [ValidationMacroF1(), stop]}
+    model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0, class_weight=weights, **extra)
+    small_cnn.last_best_epoch = int(np.argmax(f1_by_epoch)) + 1 if f1_by_epoch else epochs
     return model.predict(x[test], verbose=0)
 
 
