@@ -39,12 +39,17 @@ COLUMNS = ("compared with", "lever", "test macro-F1", "CI low", "CI high", "bala
            "epochs", "seconds")
 
 
-def default_path() -> Path | None:
-    """``recipe_ablation.json`` in the benchmark results (:func:`liverlib.facts.results_dir`), or None."""
+def default_path(name: str = "recipe_ablation.json") -> Path | None:
+    """The result file ``name`` in the benchmark results (:func:`liverlib.facts.results_dir`), or None."""
     from liverlib.facts import results_dir
 
     folder = results_dir()
-    return folder / "recipe_ablation.json" if folder is not None else None
+    return folder / name if folder is not None else None
+
+
+def _interval(record: dict) -> tuple:
+    """(low, high) of a record's ``test_macro_f1_ci95``, (None, None) when it has none."""
+    return tuple((list(record.get("test_macro_f1_ci95") or []) + [None, None])[:2])
 
 
 def read_recipes(path: str | os.PathLike | None = None) -> dict[str, dict]:
@@ -101,7 +106,7 @@ def ablation_table(path: str | os.PathLike | None = None):
                  else "; ".join(changes(record.get("settings", {}), recipes[parent].get("settings", {}))) or "nothing")
         if record.get("peak_learning_rate") is not None and "learning-rate schedule" in lever:
             lever += f" (peak rate {record['peak_learning_rate']:.1e} from a range test)"
-        low, high = (list(record.get("test_macro_f1_ci95") or []) + [None, None])[:2]
+        low, high = _interval(record)
         rows.append({"recipe": name, "compared with": parent or "", "lever": lever,
                      "test macro-F1": record.get("test_macro_f1"), "CI low": low, "CI high": high,
                      "balanced accuracy": record.get("test_balanced_accuracy"), "best epoch": record.get("best_epoch"),
@@ -133,12 +138,7 @@ def ceiling_table(path: str | os.PathLike | None = None):
     of the most allowed, and the training time in seconds."""
     import pandas as pd  # local: heavy dependency
 
-    if path is None:
-        from liverlib.facts import results_dir
-
-        folder = results_dir()
-        path = folder / "phantom_ceiling.json" if folder is not None else None
-    path = Path(path) if path is not None else None
+    path = Path(path) if path is not None else default_path("phantom_ceiling.json")
     if path is None or not path.is_file():
         raise LiverlibError("no ceiling results (benchmarks/results/phantom_ceiling.json); run "
                             "`python -m benchmarks.phantom_ceiling` in a source checkout")
@@ -150,7 +150,7 @@ def ceiling_table(path: str | os.PathLike | None = None):
         raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.phantom_ceiling`")
     rows = []
     for name, run in runs.items():
-        low, high = (list(run.get("test_macro_f1_ci95") or []) + [None, None])[:2]
+        low, high = _interval(run)
         rows.append({"input": name, "profile": run.get("profile", "laptop"), "crop": run.get("crop"),
                      "input size": run.get("input_size"),
                      "test macro-F1": run.get("test_macro_f1"), "CI low": low, "CI high": high,
