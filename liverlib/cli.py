@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from liverlib.aggregate import DEFAULT_RULE, RULES
+from liverlib.config import CHECKPOINT_METRICS
 from liverlib.errors import LiverlibError
 
 
@@ -71,7 +72,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.profile, data_dir=args.data)
     changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("head_only_epochs", args.head_only_epochs),
-                                 ("class_weighting", args.class_weights), ("batch_size", args.batch_size))
+                                 ("class_weighting", args.class_weights), ("batch_size", args.batch_size),
+                                 ("checkpoint_metric", args.keep_epoch_by))
                if v is not None}
     if args.mixed_precision:
         changes["mixed_precision"] = True
@@ -285,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight classes by inverse frequency (default: the profile's; on in laptop, off in paper)")
     p.add_argument("--head-only-epochs", type=int, default=None,
                    help="train only the head for this many epochs first (fine-tuning from ImageNet weights)")
+    p.add_argument("--keep-epoch-by", choices=list(CHECKPOINT_METRICS), default=None,
+                   help="which epoch's model the run keeps (and early stopping watches): the lowest validation "
+                        "loss (the paper) or the highest validation macro-F1 (default: the profile's)")
     p.add_argument("--fine-tune", default=None, metavar="STAGES",
                    help="stages trained after the head-only epochs, e.g. conv5,conv4 (default: all)")
     p.add_argument("--mixed-precision", action="store_true",

@@ -68,7 +68,7 @@ CLAIM_ITEMS = [
     ("Training", "25", "Training details, including augmentation and hyperparameters", "yes",
      "yes: profiles and the full config in the model card"),
     ("Training", "26", "Method of selecting the final model", "partly: Hyperband, best checkpoint",
-     "yes: lowest validation loss, best epoch recorded"),
+     "yes: lowest validation loss (paper profile) or highest validation macro-F1 (laptop), best epoch recorded"),
     ("Evaluation", "28", "Metrics of model performance", "partly: accuracy, precision, recall, F1",
      "yes: plus specificity, balanced accuracy, ROC-AUC, calibration"),
     ("Evaluation", "29", "Statistical measures of significance and uncertainty (e.g. confidence intervals)", "no",

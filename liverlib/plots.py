@@ -4,11 +4,20 @@ has titles and units. Figures draw numbers they are given; the numbers come from
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from liverlib.phantom.tissues import BY_LABEL, TISSUES
 from liverlib.imaging.windowing import window_hu
+from liverlib.runs import best_epoch
+from liverlib.schedule import learning_rate_at
+
+if TYPE_CHECKING:  # annotations only
+    import pandas as pd
+
+    from liverlib.config import RunConfig
 
 
 def label_colormap():
@@ -246,4 +255,41 @@ def lesion_size_figure(table):
     axes[0].set_ylabel("share of lesion slices (labels: slices)")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = None):
+    """Loss, accuracy (and validation macro-F1 when the run logged it) and learning rate per epoch; a dotted
+    line marks the epoch the run kept (``config.checkpoint_metric``)."""
+    import matplotlib.pyplot as plt  # local: heavy dependency
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+    epochs = history["epoch"] + 1 if len(history) else []
+    for ax, key, title in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "accuracy", "accuracy")):
+        if len(history):
+            ax.plot(epochs, history[key], "o-", label="training")
+            ax.plot(epochs, history[f"val_{key}"], "o-", label="validation")
+        if key == "accuracy" and "val_macro_f1" in history:
+            ax.plot(epochs, history["val_macro_f1"], "s--", label="validation macro-F1")
+        kept = best_epoch(history, config.checkpoint_metric)
+        if kept is not None:
+            ax.axvline(kept + 1, color="grey", ls=":", label=f"kept epoch ({config.checkpoint_metric})")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+    if config.lr_schedule == "piecewise":
+        all_epochs = np.arange(config.epochs)
+        axes[2].step(all_epochs + 1, [learning_rate_at(config, e) for e in all_epochs], where="post")
+        axes[2].set_yscale("log")
+        axes[2].set_title(f"schedule: x{config.lr_drop_factor:g} every {config.lr_drop_every} epochs")
+    else:
+        fine = np.linspace(0, config.epochs, 200)
+        axes[2].plot(fine + 1, [learning_rate_at(config, e) for e in fine])
+        axes[2].set_title("schedule: warm-up over epoch 1, then cosine decay")
+    axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("learning rate")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
     return fig

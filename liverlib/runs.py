@@ -16,6 +16,7 @@ none of them needs the training code.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Callable, TypeVar
 import pandas as pd
 
 from liverlib.classes import normal_class
-from liverlib.config import RunConfig, training_settings_key
+from liverlib.config import CHECKPOINT_METRICS, RunConfig, training_settings_key
 from liverlib.errors import LiverlibError
 
 MODEL_FILE = "model.keras"
@@ -99,6 +100,18 @@ def card_settings_key(run_dir: Path) -> str | None:
 
 # ------------------------------------------------------------------------------- history, backups, models
 
+def best_epoch(history: pd.DataFrame, metric: str = "val_loss") -> int | None:
+    """The row (0-based epoch) of the history whose ``metric`` is best: the lowest loss, or the highest macro-F1
+    with ties (a short run often scores the same macro-F1 for several epochs) going to the lower validation
+    loss; the first of any remaining ties. None when the history is empty or lacks the column."""
+    if not len(history) or metric not in history or history[metric].isna().all():
+        return None
+    if CHECKPOINT_METRICS[metric] == "min":
+        return int(history[metric].idxmin())
+    tied = history[history[metric] == history[metric].max()]
+    return int(tied["val_loss"].idxmin()) if "val_loss" in tied and tied["val_loss"].notna().any() else int(tied.index[0])
+
+
 def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     """history.csv with one row per epoch (a re-run epoch after a resume keeps its last row)."""
     path = Path(run_dir) / HISTORY_FILE
@@ -130,10 +143,36 @@ def save_model_atomically(model, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+@functools.cache
+def macro_f1_metric():
+    """Keras' macro-averaged F1 (argmax of each prediction against the label) for integer labels, as training
+    compiles it when a run keeps the epoch with the highest validation macro-F1. Defined here, registered with
+    Keras, because a model file saved during training names it: every reader of model files must know it."""
+    import keras  # local: heavy dependency
+
+    @keras.saving.register_keras_serializable(package="liverlib", name="SparseMacroF1")
+    class SparseMacroF1(keras.metrics.F1Score):
+        """F1Score(average="macro", threshold=None) that one-hot encodes integer labels first."""
+
+        def __init__(self, num_classes: int, name: str = "macro_f1", dtype=None):
+            super().__init__(average="macro", threshold=None, name=name, dtype=dtype)
+            self.num_classes = int(num_classes)
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+            super().update_state(keras.ops.one_hot(labels, self.num_classes), y_pred, sample_weight)
+
+        def get_config(self):
+            return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}
+
+    return SparseMacroF1
+
+
 def load_model(path: str | os.PathLike):
     """A Keras model file, in safe mode: a model that needs arbitrary code (a Lambda layer) is refused."""
     import keras  # local: heavy dependency (TensorFlow), not needed to read cards and histories
 
+    macro_f1_metric()  # registered before a file that names it is read
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except ValueError as exc:

@@ -3,7 +3,8 @@
 The recipe: sparse categorical cross-entropy; Adam (lr 1e-4, beta1 0.9, beta2 0.999); a piecewise constant
 schedule that multiplies the learning rate by 0.1 every 20 epochs; batch 46; early stopping with
 patience 10; the best model (lowest validation loss) checkpointed and kept. Class weights for the
-imbalanced classes are an option (the paper's own future work), off by default.
+imbalanced classes are an option (the paper's own future work), off by default. The laptop and quick profiles
+keep the epoch with the highest validation macro-F1 instead (``RunConfig.checkpoint_metric``).
 
 The run folder it writes (model, model card, history, split, backups) is described, written and read by
 :mod:`liverlib.runs`.
@@ -25,20 +26,20 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of, normal_class
-from liverlib.config import RunConfig, estimate_training_seconds, format_duration, training_settings_key
+from liverlib.config import (CHECKPOINT_METRICS, RunConfig, estimate_training_seconds, format_duration,
+                             training_settings_key)
 from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError
 from liverlib.metrics import scores
 from liverlib.preprocess import make_pipeline
 from liverlib.runs import (BACKUP_DIR, CARD_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_FILE, RunResult,
-                           backup_file, latest_backup, latest_run, load_model, load_run, read_history,
-                           save_model_atomically, write_card)
-from liverlib.schedule import keras_learning_rate, learning_rate_at, piecewise_lr
+                           backup_file, best_epoch, latest_backup, latest_run, load_model, load_run, macro_f1_metric,
+                           read_history, save_model_atomically, write_card)
+from liverlib.plots import plot_curves
+from liverlib.schedule import keras_learning_rate, piecewise_lr
 from liverlib.splits import save_split, split_for
 from liverlib.weights import normalisation_for
-
-MONITOR = "val_loss"
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int | None = None) -> dict[int, float]:
@@ -107,19 +108,25 @@ def resolve_weights(config: RunConfig, weights: str | None = None) -> RunConfig:
     return config.replace(weights=str(request) if request is not None else None)
 
 
-def compile_for_training(model, config: RunConfig, steps_per_epoch: int = 1) -> None:
+def compile_for_training(model, config: RunConfig, steps_per_epoch: int = 1, macro_f1: bool = False) -> None:
     """The paper's recipe: Adam (lr, beta_1, beta_2 from the config), sparse categorical cross-entropy,
     accuracy; XLA only if ``config.xla`` (a GPU option, off by default); optimiser variables created
     eagerly. A model built under mixed precision (:func:`precision_policy`) gets Keras' loss scaling.
     The config's ``lr_schedule`` (:mod:`liverlib.schedule`) and ``label_smoothing`` (cross-entropy against
-    one-hot labels mixed with the uniform distribution) apply."""
+    one-hot labels mixed with the uniform distribution) apply. Macro-F1 is a compiled metric (logged as
+    ``macro_f1`` and ``val_macro_f1``) when the config keeps the epoch by it, or with ``macro_f1``."""
     import keras  # local: heavy dependency
 
     optimizer = keras.optimizers.Adam(keras_learning_rate(config, steps_per_epoch), beta_1=config.beta_1,
                                       beta_2=config.beta_2)
     loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if config.label_smoothing
             else "sparse_categorical_crossentropy")
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=bool(config.xla))
+    metrics = ["accuracy"]
+    if macro_f1 or config.checkpoint_metric == "val_macro_f1":  # one-hot labels (label smoothing) take Keras' own F1Score
+        classes = int(model.output_shape[-1])
+        metrics.append(keras.metrics.F1Score(average="macro", name="macro_f1") if config.label_smoothing
+                       else macro_f1_metric()(classes))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=bool(config.xla))
     build_optimizer(model)
     build_compiled_metrics(model)
 
@@ -180,7 +187,17 @@ def make_deterministic(seed: int) -> None:
 def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
     import keras  # local: heavy dependency
 
-    best = float(history[MONITOR].min()) if len(history) and MONITOR in history else None
+    monitor, mode = config.checkpoint_metric, CHECKPOINT_METRICS[config.checkpoint_metric]
+    better = (lambda new, old: new < old) if mode == "min" else (lambda new, old: new > old)
+    kept = best_epoch(history, monitor)
+    best = float(history[monitor].iloc[kept]) if kept is not None else None
+    best_loss = float(history["val_loss"].iloc[kept]) if kept is not None and "val_loss" in history else np.inf
+
+    def improves(logs: dict, value: float) -> bool:
+        """Better by the checkpoint metric; for macro-F1, an equal score with a lower validation loss too."""
+        if best is None or better(value, best):
+            return True
+        return mode == "max" and value == best and logs.get("val_loss", np.inf) < best_loss
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         """Early stopping that, after a resume, remembers the best epoch so far and how long ago it was."""
@@ -189,20 +206,18 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
             super().on_train_begin(logs)
             if best is not None:
                 self.best = best
-                self.wait = int(len(history) - 1 - history[MONITOR].idxmin())
+                self.wait = int(len(history) - 1 - kept)
 
     class Checkpoints(keras.callbacks.Callback):
-        """At the end of every epoch: the best model so far (lowest validation loss) to model.keras, then a
-        backup of the model with its optimiser state, both written atomically."""
-
-        def __init__(self):
-            super().__init__()
-            self.best = np.inf if best is None else best
+        """At the end of every epoch: the best model so far (by the config's checkpoint metric) to model.keras,
+        then a backup of the model with its optimiser state, both written atomically."""
 
         def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get(MONITOR)
-            if value is not None and value < self.best:
-                self.best = value
+            nonlocal best, best_loss
+            logs = logs or {}
+            value = logs.get(monitor)
+            if value is not None and improves(logs, value):
+                best, best_loss = value, logs.get("val_loss", np.inf)
                 save_model_atomically(self.model, run_dir / MODEL_FILE)
             current = backup_file(run_dir, epoch)
             current.parent.mkdir(exist_ok=True)
@@ -214,7 +229,8 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
     per_epoch_rate = [keras.callbacks.LearningRateScheduler(piecewise_lr(config))] if config.lr_schedule == "piecewise" else []
     return per_epoch_rate + [
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        ResumableEarlyStopping(monitor=MONITOR, patience=config.early_stopping_patience, restore_best_weights=False),
+        ResumableEarlyStopping(monitor=monitor, mode=mode, patience=config.early_stopping_patience,
+                               restore_best_weights=False),
         Checkpoints(),  # last: when it has saved epoch k, the history has epoch k too
     ]
 
@@ -333,7 +349,7 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
         "profile": config.profile, "seed": config.seed,
         "settings_sha256": training_settings_key(config, class_names=class_names),
         "epochs_run": int(len(history)),
-        "best_epoch": int(history[MONITOR].idxmin()) if len(history) and MONITOR in history else None,
+        "best_epoch": best_epoch(history, config.checkpoint_metric),
         "data_manifest_sha256": data_key(manifest), "split_sha256": split_sha,
         "data": str(config.data_dir or config.phantom_dir), "synthetic_data": synthetic,
         "weights": weights, "class_weights": class_weights,
@@ -351,37 +367,6 @@ def validation_metrics(model, val_ds, labels: np.ndarray, class_names=None) -> d
     probs = model.predict(val_ds, verbose=0)
     found = scores(labels, probs, list(class_names) if class_names else [str(k) for k in range(probs.shape[-1])])
     return {f"val_{key}": found[key] for key in ("accuracy", "balanced_accuracy", "macro_f1")}
-
-
-def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = None):
-    """Loss, accuracy and learning rate per epoch."""
-    import matplotlib.pyplot as plt  # local: heavy dependency
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
-    epochs = history["epoch"] + 1 if len(history) else []
-    for ax, key, title in ((axes[0], "loss", "loss (cross-entropy)"), (axes[1], "accuracy", "accuracy")):
-        if len(history):
-            ax.plot(epochs, history[key], "o-", label="training")
-            ax.plot(epochs, history[f"val_{key}"], "o-", label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.legend()
-    if config.lr_schedule == "piecewise":
-        all_epochs = np.arange(config.epochs)
-        axes[2].step(all_epochs + 1, [learning_rate_at(config, e) for e in all_epochs], where="post")
-        axes[2].set_yscale("log")
-        axes[2].set_title(f"schedule: x{config.lr_drop_factor:g} every {config.lr_drop_every} epochs")
-    else:
-        fine = np.linspace(0, config.epochs, 200)
-        axes[2].plot(fine + 1, [learning_rate_at(config, e) for e in fine])
-        axes[2].set_title("schedule: warm-up over epoch 1, then cosine decay")
-    axes[2].set_xlabel("epoch")
-    axes[2].set_ylabel("learning rate")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-    return fig
 
 
 def trained_run(config: RunConfig) -> Path:

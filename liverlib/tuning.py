@@ -53,19 +53,6 @@ def drop_every(config: RunConfig) -> int:
     return max(1, round(config.tuner_max_epochs / 4))
 
 
-def macro_f1_callback(val_data, labels, class_names=CLASS_NAMES):
-    """A Keras callback that adds ``val_macro_f1`` to each epoch's logs (the macro-F1 objective)."""
-    import keras  # local: heavy dependency
-
-    class MacroF1(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                probs = self.model.predict(val_data, verbose=0)
-                logs["val_macro_f1"] = scores(labels, probs, class_names)["macro_f1"]
-
-    return MacroF1()
-
-
 def _hypermodel_class():
     import keras  # local: heavy dependency
     import keras_tuner
@@ -75,9 +62,9 @@ def _hypermodel_class():
     class LiverHyperModel(keras_tuner.HyperModel):
         """The modified ResNet-50 with the paper's search space; fit adds the trial's LR schedule."""
 
-        def __init__(self, config: RunConfig, objective: str = "val_accuracy", val_labels=None, log=None):
+        def __init__(self, config: RunConfig, objective: str = "val_accuracy", log=None):
             super().__init__(name="modified_resnet50")
-            self.config, self.objective, self.val_labels, self.log = config, objective, val_labels, log
+            self.config, self.objective, self.log = config, objective, log
             self.steps_per_epoch = 1  # set by tune() from the training subset, for a step-wise schedule
             self.class_names = list(CLASS_NAMES)  # set by tune() from the dataset: one output per class
 
@@ -88,7 +75,8 @@ def _hypermodel_class():
             with precision_policy(self.config):
                 model = build_modified_resnet50(len(self.class_names), self.config.image_size, units, dropout,
                                                 self.config.weights, self.config.bn_momentum)
-            compile_for_training(model, self.config, self.steps_per_epoch)
+            # the macro-F1 objective is a compiled metric: Keras logs it as val_macro_f1 for the tuner
+            compile_for_training(model, self.config, self.steps_per_epoch, macro_f1=self.objective == "val_macro_f1")
             return model
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
@@ -98,9 +86,6 @@ def _hypermodel_class():
             callbacks = list(callbacks or []) + per_epoch_rate + [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
             ]
-            if self.objective == "val_macro_f1":
-                callbacks.insert(0, macro_f1_callback(kwargs.get("validation_data"), self.val_labels,
-                                                      self.class_names))
             if self.log is not None:  # which process trained what: shows how trials were shared out
                 with open(self.log, "a") as f:
                     f.write(json.dumps({"tuner": os.environ.get("KERASTUNER_TUNER_ID", "single"), "pid": os.getpid(),
@@ -110,9 +95,9 @@ def _hypermodel_class():
     return LiverHyperModel
 
 
-def make_hypermodel(config: RunConfig, objective: str = "val_accuracy", val_labels=None, log=None):
+def make_hypermodel(config: RunConfig, objective: str = "val_accuracy", log=None):
     """The hypermodel (a keras_tuner.HyperModel) for a configuration; ``log``: a file to append each trial to."""
-    return _hypermodel_class()(config, objective, val_labels, log)
+    return _hypermodel_class()(config, objective, log)
 
 
 def search_subset(manifest: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
@@ -168,7 +153,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     # the profile's class weighting applies to every trial, as to a training run
     class_names = class_names_of(manifest)
     class_weights = class_weights_for(config, train_rows["label"].to_numpy(), len(class_names))
-    hypermodel = make_hypermodel(config, objective, val_rows["label"].to_numpy(), project_dir / TRIAL_LOG)
+    hypermodel = make_hypermodel(config, objective, project_dir / TRIAL_LOG)
     hypermodel.class_names = class_names
     hypermodel.steps_per_epoch = -(-len(train_rows) // config.batch_size)
     tuner = keras_tuner.Hyperband(

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test`, stage by stage, with the time each stage took.
 #
-# Two streams share the 2 cores: the notebooks (nbval) and then the quick book build in one, the unit tests
-# and then the benchmarks' smoke runs in the other. Most of their time is TensorFlow building graphs, which
-# uses one core, so two streams finish sooner than one after the other. The second stream writes its logs,
+# Two streams share the 2 cores: the notebooks (nbval) and then the quick book build (from nbval's outputs)
+# in one, the unit tests and then the benchmarks' smoke runs in the other. Most of their time is TensorFlow
+# building graphs, which uses one core, so two streams finish sooner than one after the other. The second stream writes its logs,
 # printed when it ends.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,10 @@ rm -f "$LOGS"/*.status
   logged_stage "benchmarks (smoke mode)" "$LOGS/bench.log" $VENV/bin/pytest -q --durations=10 tests -m benchmark
 ) &
 second_stream=$!
-run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ || status=1
+# nbval stores each notebook that passed, with its outputs, in the quick book's jupyter-cache
+# (notebooks/conftest.py): the book build then renders those outputs instead of running the chapters again
+run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ \
+  --nbval-cache _build/quick/_build/.jupyter_cache || status=1
 run_stage "book (quick profile)" $VENV/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick || status=1
 wait "$second_stream"
 collect_bg "unit tests (parallel)" "$LOGS/unit.log" || status=1

@@ -47,7 +47,7 @@ def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
     config = load_config("laptop", artifacts_dir=tmp_path)
     manifest = pd.DataFrame({"class": ["benign", "normal"] * 3, "split": ["train", "train", "val"] * 2,
                              "synthetic": True, "sha256": [hashlib.sha256(bytes([i])).hexdigest() for i in range(6)]})
-    history = pd.DataFrame({"epoch": [0, 1], "val_loss": [1.0, 0.9]})
+    history = pd.DataFrame({"epoch": [0, 1], "val_loss": [1.0, 0.9], "val_macro_f1": [0.2, 0.3]})
     card = model_card(config, manifest, history, {"val_accuracy": 0.5}, "random initialisation", None, "0" * 64)
     write_card(tmp_path, card)
     written = json.loads((tmp_path / CARD_FILE).read_text())
@@ -57,7 +57,8 @@ def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
     assert set(written) == set(old) | {"schema_version", "crop", "input_normalisation", "normal_class"}
     assert written["class_names"] == ["benign", "normal"] and written["normal_class"] == "normal"
     assert (written["crop"], written["input_normalisation"]) == (config.crop, "unit")
-    recipe_levers = {"crop", "weights", "bn_momentum", "lr_schedule", "label_smoothing"}  # config fields since v2
+    recipe_levers = {"crop", "weights", "bn_momentum", "lr_schedule", "label_smoothing",  # config fields since v2
+                     "checkpoint_metric"}
     assert set(written["config"]) == set(old["config"]) | recipe_levers and set(written["window"]) == set(old["window"])
     assert read_card(tmp_path)["best_epoch"] == 1
 

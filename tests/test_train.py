@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from liverlib.config import load_config
 from liverlib.errors import LiverlibError
 from liverlib.phantom import write_phantom_dataset
 from liverlib.runs import latest_backup, read_history
@@ -67,6 +68,10 @@ def test_cli_train_writes_a_complete_run_folder(two_runs):
     # the quick profile trains without class weights unless asked; the card says which settings it ran under
     assert card["class_weights"] is None and len(card["settings_sha256"]) == 64
     assert "estimated time" in result.stdout and "validation:" in result.stdout
+    # the quick profile keeps the epoch with the highest validation macro-F1, a compiled metric in the history
+    history = pd.read_csv(out / "history.csv")
+    assert card["config"]["checkpoint_metric"] == "val_macro_f1"
+    assert card["best_epoch"] == int(history["val_macro_f1"].idxmax())
 
 
 def test_same_seed_same_metrics(two_runs):
@@ -134,7 +139,10 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     assert "class weights: benign" in resumed.stdout
     from liverlib.runs import load_run
 
-    assert all(layer.trainable for layer in load_run(out).model.layers)  # fine-tuning ends with every stage
+    # the kept model (highest validation macro-F1) trains every stage if it is from epoch 2 or 3, the head only
+    # if it is from epoch 1
+    kept = load_run(out).model
+    assert all(layer.trainable for layer in kept.layers) == (card["best_epoch"] >= 1)
     if done_before == 1:  # resumed at the phase boundary: the whole network trains from here on
         assert "epochs 2-3: training conv1, conv2, conv3, conv4, conv5, head" in resumed.stdout
 
@@ -147,6 +155,19 @@ def test_train_refuses_a_dataset_too_small_to_split(tmp_path):
                              "split": ["train"]})
     with pytest.raises(LiverlibError, match="both the 'train' and the 'val' split"):
         train(load_config("quick", artifacts_dir=tmp_path), manifest, tmp_path / "run")
+
+
+def test_the_kept_epoch_is_the_best_by_the_checkpoint_metric():
+    from liverlib.train import best_epoch
+
+    history = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_loss": [1.0, 0.8, 0.9, 0.8],
+                            "val_macro_f1": [0.2, 0.25, 0.4, 0.4]})
+    assert best_epoch(history, "val_loss") == 1  # lowest; the first of ties
+    assert best_epoch(history, "val_macro_f1") == 3  # highest; of ties, the lower validation loss
+    assert best_epoch(history.drop(columns="val_macro_f1"), "val_macro_f1") is None
+    assert best_epoch(history.iloc[:0], "val_loss") is None
+    with pytest.raises(LiverlibError, match="checkpoint metric"):
+        load_config("quick").replace(checkpoint_metric="val_accuracy")
 
 
 def test_balanced_class_weights_give_every_class_the_same_total_weight():

@@ -167,22 +167,30 @@ def test_training_uses_the_default_strategy_on_one_device():
     assert strategy.num_replicas_in_sync == 1
 
 
-def test_macro_f1_objective_is_logged_each_epoch():
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_macro_f1_is_a_compiled_metric_logged_each_epoch_and_saved_with_the_model(tmp_path, smoothing):
     import keras
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from liverlib.tuning import macro_f1_callback
+    from liverlib.config import load_config
+    from liverlib.runs import load_model
+    from liverlib.train import compile_for_training
 
     rng = np.random.default_rng(0)
     x, y = rng.random((40, 3)).astype("float32"), np.arange(40) % 4
+    labels = np.eye(4, dtype="float32")[y] if smoothing else y  # label smoothing trains on one-hot labels
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    history = model.fit(x, y, epochs=2, verbose=0, callbacks=[macro_f1_callback(x, y)])
+    config = load_config("quick").replace(checkpoint_metric="val_loss", label_smoothing=smoothing)
+    compile_for_training(model, config, macro_f1=True)
+    history = model.fit(x, labels, validation_data=(x, labels), epochs=2, verbose=0)
     assert len(history.history["val_macro_f1"]) == 2
     expected = f1_score(y, model.predict(x, verbose=0).argmax(axis=1), average="macro", labels=range(4),
                         zero_division=0)
-    assert history.history["val_macro_f1"][-1] == pytest.approx(expected)
+    assert history.history["val_macro_f1"][-1] == pytest.approx(expected, abs=1e-5)
+    model.save(tmp_path / "m.keras")  # a model file that names the metric loads in safe mode
+    assert load_model(tmp_path / "m.keras").evaluate(x, labels, verbose=0, return_dict=True)["macro_f1"] == \
+        pytest.approx(expected, abs=1e-5)
 
 
 def test_the_search_can_train_on_a_sample_of_training_patients():
