@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test`, stage by stage, with the time each stage took.
 #
-# Two streams share the 2 cores: the notebooks (nbval) and then the quick book build (from nbval's outputs)
-# in one, the unit tests and then the benchmarks' smoke runs in the other. Most of their time is TensorFlow
-# building graphs, which uses one core, so two streams finish sooner than one after the other. The second stream writes its logs,
-# printed when it ends.
+# Two streams share the 2 cores. One: the notebooks (nbval), the quick book build (from nbval's outputs), the
+# browser tests, the speed benchmarks' smoke runs. The other: the unit tests, then the recipe and study
+# benchmarks' smoke runs. Most of their time is TensorFlow building graphs, which uses one core, so two
+# streams finish sooner than one after the other. The second stream writes its logs, printed when it ends.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -45,9 +45,11 @@ status=0
 run_stage "setup (.venv)" make --no-print-directory setup || { echo "setup failed"; exit 1; }
 run_stage "chromium" make --no-print-directory browser || status=1
 rm -f "$LOGS"/*.status
+BENCH=tests/test_benchmarks.py
 (
   logged_stage "unit tests" "$LOGS/unit.log" $VENV/bin/pytest -q --durations=20 tests -m "not browser and not benchmark"
-  logged_stage "benchmarks (smoke mode)" "$LOGS/bench.log" $VENV/bin/pytest -q --durations=10 tests -m benchmark
+  logged_stage "benchmarks, recipe and study (smoke)" "$LOGS/bench.log" \
+    $VENV/bin/pytest -q --durations=10 "$BENCH::test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode"
 ) &
 second_stream=$!
 # nbval stores each notebook that passed, with its outputs, in the quick book's jupyter-cache
@@ -55,16 +57,19 @@ second_stream=$!
 run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ \
   --nbval-cache _build/quick/_build/.jupyter_cache || status=1
 run_stage "book (quick profile)" $VENV/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick || status=1
-wait "$second_stream"
-collect_bg "unit tests (parallel)" "$LOGS/unit.log" || status=1
-collect_bg "benchmarks (smoke, parallel)" "$LOGS/bench.log" || status=1
 if [ -f _build/quick/_build/html/index.html ]; then
   LIVERLIB_BOOK_HTML=_build/quick/_build/html run_stage "browser tests" $VENV/bin/pytest -q tests -m browser || status=1
 else
   echo "browser tests skipped: the book was not built"; status=1
 fi
+# every benchmark marked for smoke runs, except the one the second stream runs
+run_stage "benchmarks, speed (smoke)" $VENV/bin/pytest -q --durations=10 $BENCH -m benchmark \
+  --deselect "$BENCH::test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode" || status=1
+wait "$second_stream"
+collect_bg "unit tests (parallel)" "$LOGS/unit.log" || status=1
+collect_bg "benchmarks, recipe (parallel)" "$LOGS/bench.log" || status=1
 echo
-echo "==== time per stage (unit tests, then the benchmarks, ran alongside the notebooks and the book)"
+echo "==== time per stage (the unit tests, then the recipe and study benchmarks, ran alongside the rest)"
 for i in "${!stages[@]}"; do
   printf '%-28s %5d s  %s\n' "${stages[$i]}" "${times[$i]}" "$([ "${codes[$i]}" = 0 ] && echo ok || echo FAILED)"
 done

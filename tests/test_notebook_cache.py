@@ -1,0 +1,70 @@
+"""notebooks/conftest.py: nbval's outputs become the quick book's cached executions (make test runs each chapter once)."""
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+
+CONFTEST = Path(__file__).resolve().parents[1] / "notebooks" / "conftest.py"
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    spec = importlib.util.spec_from_file_location("notebooks_conftest", CONFTEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_markdown_cell("text"), nbformat.v4.new_code_cell("x + 1")]
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _outputs():
+    return {0: (True, [], 0.5),
+            1: (True, [nbformat.v4.new_output("execute_result", data={"text/plain": "2"}, execution_count=7)], 1.5)}
+
+
+def test_a_fully_passed_notebook_gets_nbvals_outputs_and_is_matched_by_the_book_cache(plugin, notebook, tmp_path):
+    from jupyter_cache import get_cache
+    from jupyter_cache.cache.main import CacheBundleIn
+
+    nb, seconds = plugin.executed_notebook(str(notebook), _outputs())
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == [1, 2] and seconds == pytest.approx(2.0)
+    assert code[0].outputs == [] and code[1].outputs[0]["data"]["text/plain"] == "2"
+    assert code[1].outputs[0]["execution_count"] == 2  # renumbered like a fresh run
+    cache = get_cache(tmp_path / "cache")
+    cache.cache_notebook_bundle(CacheBundleIn(nb, str(notebook), data={"execution_seconds": seconds}))
+    # what the book build does (myst-nb): match the notebook as read from disk, then merge the outputs in
+    record = cache.match_cache_notebook(nbformat.read(notebook, as_version=4))
+    _, merged = cache.merge_match_into_notebook(nbformat.read(notebook, as_version=4))
+    assert record.data["execution_seconds"] == pytest.approx(2.0)
+    assert [c.outputs for c in merged.cells if c.cell_type == "code"] == [c.outputs for c in code]
+
+
+def test_a_notebook_with_a_failed_or_missing_cell_is_not_stored(plugin, notebook):
+    failed = {**_outputs(), 1: (False, [], 1.0)}
+    assert plugin.executed_notebook(str(notebook), failed) is None
+    assert plugin.executed_notebook(str(notebook), {0: _outputs()[0]}) is None  # the run stopped early
+
+
+def test_an_edited_chapter_does_not_match_its_old_cached_outputs(plugin, notebook, tmp_path):
+    from jupyter_cache import get_cache
+    from jupyter_cache.cache.main import CacheBundleIn
+
+    cache = get_cache(tmp_path / "cache")
+    nb, _ = plugin.executed_notebook(str(notebook), _outputs())
+    cache.cache_notebook_bundle(CacheBundleIn(nb, str(notebook)))
+    edited = nbformat.read(notebook, as_version=4)
+    edited.cells[3].source = "x + 2"
+    with pytest.raises(KeyError):
+        cache.match_cache_notebook(edited)
