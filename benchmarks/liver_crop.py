@@ -33,6 +33,8 @@ from benchmarks.common import machine_info, write_result
 from benchmarks.phantom_separability import grouped_split
 from liverlib.config import CLASS_NAMES
 from liverlib.crop import CROP_MODES, find_crop
+from liverlib.imaging.decode import decode_file
+from liverlib.preprocess import prepare_grey
 
 LIVER_LABELS = (15, 16, 17, *range(20, 30))  # parenchyma, vessels, fibrosis and every lesion label
 
@@ -79,14 +81,12 @@ def crop_quality(root: Path, manifest, sample: int, seed: int = 0) -> dict:
 
 
 def load_cropped(root: Path, files, size: int, mode: str) -> tuple[np.ndarray, list[float], int]:
-    """Every file decoded, cropped with ``mode`` and resized; the crop's side in pixels and the fallbacks."""
-    from PIL import Image
+    """Every file prepared as training prepares it (decode, crop with ``mode``, resize: ``prepare_grey``); the
+    crop's side in pixels and the number of slices where the crop fell back to the whole slice."""
 
     def one(rel):
-        grey = _read_grey(root / rel)
-        crop = find_crop(grey, mode)
-        image = Image.fromarray(crop.apply(grey)).resize((size, size), Image.BILINEAR)
-        return np.asarray(image), crop.side, crop.fell_back
+        image, crop = prepare_grey(decode_file(root / rel).grey8, size, mode)
+        return image, crop.side, crop.fell_back
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         out = list(pool.map(one, files))

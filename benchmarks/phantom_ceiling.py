@@ -31,7 +31,7 @@ def measure(size: int, crop: str, epochs: int, patience: int, smoke: bool = Fals
     from sklearn.metrics import f1_score
 
     from benchmarks.liver_crop import load_cropped
-    from liverlib.baselines import small_cnn
+    from liverlib.baselines import small_cnn_converged
     from liverlib.classes import class_names_of
     from liverlib.config import load_config
     from liverlib.data import load_dataset
@@ -50,8 +50,8 @@ def measure(size: int, crop: str, epochs: int, patience: int, smoke: bool = Fals
     start = time.perf_counter()
     k = len(class_names)
     fit_on = np.concatenate([part["train"], part["test"]])  # predictions for the training slices and the test
-    probs = small_cnn(images, labels, part["train"], fit_on, epochs=epochs, val=part["val"], patience=patience)
-    best_epoch = small_cnn.last_best_epoch
+    probs, best_epoch = small_cnn_converged(images, labels, part["train"], fit_on, part["val"], patience,
+                                            epochs=epochs)
     train_probs, test_probs = probs[:len(part["train"])], probs[len(part["train"]):]
     y_test = labels[part["test"]]
     per_class = f1_score(y_test, test_probs.argmax(1), average=None, labels=range(k), zero_division=0)

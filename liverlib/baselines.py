@@ -92,17 +92,12 @@ def texture_svm(images, labels, train, test, seed: int = 0) -> np.ndarray:
     return _fit_predict(model, texture_features(images), labels, train, test)
 
 
-def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batch_size: int = 32,
-              val=None, patience: int | None = None) -> np.ndarray:
-    """Four conv blocks (32-64-128-128 filters), global pooling, dropout, softmax; Adam 1e-3, class weights.
-
-    With ``val`` (indices) and ``patience``, training stops when the validation macro-F1 has not improved for
-    ``patience`` epochs and the weights of the best epoch are kept: how :mod:`benchmarks.phantom_ceiling`
-    trains it to convergence. Macro-F1, not the loss: with class weights the plain validation loss is lowest
-    within a few epochs, while the minority classes are still being learned. The epoch kept is in
-    ``small_cnn.last_best_epoch``.
-    """
+def _fit_small_cnn(images, labels, train, seed: int, epochs: int, batch_size: int, val=None, patience=None):
+    """The small CNN trained on ``images[train]``; with ``val`` and ``patience``, stopped on the validation
+    macro-F1 with the best epoch's weights restored. Returns the model, its inputs and the kept epoch (from 1)."""
     import keras
+
+    from liverlib.runs import macro_f1_metric  # the compiled macro-F1 that training uses
 
     keras.utils.set_random_seed(seed)
     x = images[..., None].astype("float32") / 255.0
@@ -117,25 +112,38 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
     k = n_classes(labels)
     outputs = keras.layers.Dense(k, activation="softmax")(h)
     model = keras.Model(inputs, outputs, name="small_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    stopping = val is not None and patience
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=[macro_f1_metric()(k)] if stopping else None)
     counts = np.bincount(labels[train], minlength=k)
     weights = {j: len(train) / (k * c) for j, c in enumerate(counts) if c > 0}
-    extra, f1_by_epoch = {}, []
-    if val is not None and patience:
-        from sklearn.metrics import f1_score  # local: heavy dependency
-
-        class ValidationMacroF1(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                pred = self.model.predict(x[val], verbose=0).argmax(axis=1)
-                f1_by_epoch.append(f1_score(labels[val], pred, average="macro", labels=range(k), zero_division=0))
-                logs["val_macro_f1"] = f1_by_epoch[-1]  # read by EarlyStopping, called after this callback
-
+    extra = {}
+    if stopping:
         stop = keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
                                              restore_best_weights=True)
-        extra = {"callbacks": [ValidationMacroF1(), stop]}
-    model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0, class_weight=weights, **extra)
-    small_cnn.last_best_epoch = int(np.argmax(f1_by_epoch)) + 1 if f1_by_epoch else epochs
+        extra = {"callbacks": [stop], "validation_data": (x[val], labels[val])}
+    history = model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0,
+                        class_weight=weights, **extra)
+    kept = int(np.argmax(history.history["val_macro_f1"])) + 1 if stopping else len(history.history["loss"])
+    return model, x, kept
+
+
+def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batch_size: int = 32) -> np.ndarray:
+    """Four conv blocks (32-64-128-128 filters), global pooling, dropout, softmax; Adam 1e-3, class weights;
+    ``epochs`` epochs on ``images[train]``. Returns the probabilities for ``images[test]``."""
+    model, x, _ = _fit_small_cnn(images, labels, train, seed, epochs, batch_size)
     return model.predict(x[test], verbose=0)
+
+
+def small_cnn_converged(images, labels, train, test, val, patience: int, seed: int = 0, epochs: int = 60,
+                        batch_size: int = 32) -> tuple[np.ndarray, int]:
+    """The small CNN trained to convergence: stopped when the validation macro-F1 (``images[val]``) has not
+    improved for ``patience`` epochs, with the best epoch's weights kept (how :mod:`benchmarks.phantom_ceiling`
+    measures what the inputs allow). Macro-F1, not the loss: with class weights the plain validation loss is
+    lowest within a few epochs, while the minority classes are still being learned. Returns the probabilities
+    for ``images[test]`` and the epoch kept (from 1)."""
+    model, x, kept = _fit_small_cnn(images, labels, train, seed, epochs, batch_size, val=val, patience=patience)
+    return model.predict(x[test], verbose=0), kept
 
 
 def nearest_neighbour(images, labels, train, test, seed: int = 0) -> np.ndarray:

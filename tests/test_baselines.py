@@ -41,6 +41,18 @@ def test_small_cnn_runs_and_the_table_has_intervals():
     assert probs["small CNN"].shape == (16, 4)
 
 
+def test_the_converged_small_cnn_stops_on_validation_macro_f1_and_says_which_epoch_it_kept():
+    from liverlib.baselines import small_cnn_converged
+
+    images, labels = _toy(n_per_class=10)
+    order = np.random.default_rng(1).permutation(len(labels))
+    train, val, test = order[:24], order[24:32], order[32:]
+    probs, kept = small_cnn_converged(images, labels, train, test, val, patience=2, epochs=6)
+    assert probs.shape == (len(test), 4)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert 1 <= kept <= 6
+
+
 def test_texture_features_are_finite_and_differ_between_textures():
     images, labels = _toy(n_per_class=2)
     feats = texture_features(images)
