@@ -145,22 +145,27 @@ def save_model_atomically(model, path: str | os.PathLike) -> None:
 
 @functools.cache
 def macro_f1_metric():
-    """Keras' macro-averaged F1 (argmax of each prediction against the label) for integer labels, as training
-    compiles it when a run keeps the epoch with the highest validation macro-F1. Defined here, registered with
-    Keras, because a model file saved during training names it: every reader of model files must know it."""
+    """Keras' macro-averaged F1 of arg-max predictions, for integer labels or one-hot (label smoothing) ones, as
+    training compiles it when a run keeps the epoch with the highest validation macro-F1. Defined here and
+    registered with Keras because a model file saved during training names it: every reader of model files
+    must know it."""
     import keras  # local: heavy dependency
 
     @keras.saving.register_keras_serializable(package="liverlib", name="SparseMacroF1")
     class SparseMacroF1(keras.metrics.F1Score):
-        """F1Score(average="macro", threshold=None) that one-hot encodes integer labels first."""
+        """F1Score(average="macro") over one-hot labels and one-hot arg-max predictions (one class per slice,
+        as :func:`liverlib.metrics.scores` counts it, even when probabilities tie)."""
 
         def __init__(self, num_classes: int, name: str = "macro_f1", dtype=None):
             super().__init__(average="macro", threshold=None, name=name, dtype=dtype)
             self.num_classes = int(num_classes)
 
         def update_state(self, y_true, y_pred, sample_weight=None):
-            labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
-            super().update_state(keras.ops.one_hot(labels, self.num_classes), y_pred, sample_weight)
+            ops, k = keras.ops, self.num_classes
+            if len(y_true.shape) < 2 or y_true.shape[-1] != k:  # integer labels
+                y_true = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)), k)
+            y_pred = ops.one_hot(ops.argmax(y_pred, axis=-1), k)
+            super().update_state(y_true, y_pred, sample_weight)
 
         def get_config(self):
             return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}

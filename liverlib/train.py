@@ -122,10 +122,8 @@ def compile_for_training(model, config: RunConfig, steps_per_epoch: int = 1, mac
     loss = (keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing) if config.label_smoothing
             else "sparse_categorical_crossentropy")
     metrics = ["accuracy"]
-    if macro_f1 or config.checkpoint_metric == "val_macro_f1":  # one-hot labels (label smoothing) take Keras' own F1Score
-        classes = int(model.output_shape[-1])
-        metrics.append(keras.metrics.F1Score(average="macro", name="macro_f1") if config.label_smoothing
-                       else macro_f1_metric()(classes))
+    if macro_f1 or config.checkpoint_metric == "val_macro_f1":
+        metrics.append(macro_f1_metric()(int(model.output_shape[-1])))
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=bool(config.xla))
     build_optimizer(model)
     build_compiled_metrics(model)
@@ -204,9 +202,10 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
 
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs)
-            if best is not None:
-                self.best = best
-                self.wait = int(len(history) - 1 - kept)
+            if best is not None:  # patience counts from the first epoch that reached the best value, as in
+                self.best = best      # an uninterrupted run (Keras resets it only on a strict improvement)
+                first = history[monitor].idxmin() if mode == "min" else history[monitor].idxmax()
+                self.wait = int(len(history) - 1 - first)
 
     class Checkpoints(keras.callbacks.Callback):
         """At the end of every epoch: the best model so far (by the config's checkpoint metric) to model.keras,
@@ -279,6 +278,11 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
             model = load_model(backup[0])
             started = json.loads(started_file.read_text()) if started_file.is_file() else {}
             model.weights_source = started.get("weights", "unknown")
+            kept_by = started.get("checkpoint_metric", "val_loss")
+            if kept_by != config.checkpoint_metric:  # the resumed model is compiled with the first run's metrics
+                raise LiverlibError(f"{run_dir.name} was started keeping the epoch by {kept_by}, not "
+                                    f"{config.checkpoint_metric}; resume it with --keep-epoch-by {kept_by}, or pass "
+                                    "--overwrite to start again")
             done = backup[1] + 1
             print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
         else:
@@ -286,7 +290,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
                 model = build_modified_resnet50(len(class_names), config.image_size, config.dense_units,
                                                 config.dropout, config.weights, config.bn_momentum)
             done = 0
-            started_file.write_text(json.dumps({"weights": model.weights_source}) + "\n")
+            started_file.write_text(json.dumps({"weights": model.weights_source,
+                                                "checkpoint_metric": config.checkpoint_metric}) + "\n")
         normalisation = normalisation_for(model.weights_source)
         train_rows, val_rows, train_ds, val_ds = training_data(config, manifest, normalisation)
         steps_per_epoch = -(-len(train_rows) // config.batch_size)

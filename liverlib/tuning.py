@@ -33,7 +33,6 @@ from liverlib.classes import class_names_of
 from liverlib.config import CLASS_NAMES, RunConfig, training_settings_key
 from liverlib.data import data_key, load_dataset
 from liverlib.errors import LiverlibError
-from liverlib.metrics import scores
 from liverlib.runs import CARD_FILE, MODEL_FILE, SPLIT_FILE, write_card
 from liverlib.schedule import piecewise_lr
 from liverlib.splits import save_split, split_for

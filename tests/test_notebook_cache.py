@@ -37,7 +37,7 @@ def test_a_fully_passed_notebook_gets_nbvals_outputs_and_is_matched_by_the_book_
     from jupyter_cache import get_cache
     from jupyter_cache.cache.main import CacheBundleIn
 
-    nb, seconds = plugin.executed_notebook(str(notebook), _outputs())
+    nb, seconds = plugin.executed_notebook(nbformat.read(notebook, as_version=4), _outputs())
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert [c.execution_count for c in code] == [1, 2] and seconds == pytest.approx(2.0)
     assert code[0].outputs == [] and code[1].outputs[0]["data"]["text/plain"] == "2"
@@ -51,10 +51,21 @@ def test_a_fully_passed_notebook_gets_nbvals_outputs_and_is_matched_by_the_book_
     assert [c.outputs for c in merged.cells if c.cell_type == "code"] == [c.outputs for c in code]
 
 
-def test_a_notebook_with_a_failed_or_missing_cell_is_not_stored(plugin, notebook):
+def test_a_failed_notebook_is_not_stored_and_its_old_entry_is_removed(plugin, notebook, tmp_path):
+    nb = nbformat.read(notebook, as_version=4)
     failed = {**_outputs(), 1: (False, [], 1.0)}
-    assert plugin.executed_notebook(str(notebook), failed) is None
-    assert plugin.executed_notebook(str(notebook), {0: _outputs()[0]}) is None  # the run stopped early
+    assert plugin.executed_notebook(nb, failed) is None
+    assert plugin.executed_notebook(nb, {0: _outputs()[0]}) is None  # the run stopped early
+    path = str(notebook)
+    assert plugin.update_cache(tmp_path / "cache", {path: nb}, {path: _outputs()}) == [path]
+    from jupyter_cache import get_cache
+
+    assert get_cache(tmp_path / "cache").match_cache_notebook(nb) is not None
+    # the same code fails in a later run (a library change broke it): its old outputs must not be rendered
+    assert plugin.update_cache(tmp_path / "cache", {path: nb}, {path: failed}) == []
+    with pytest.raises(KeyError):
+        get_cache(tmp_path / "cache").match_cache_notebook(nb)
+    assert plugin.update_cache(tmp_path / "cache", {path: nb}, {}) == []  # never ran: nothing stored
 
 
 def test_an_edited_chapter_does_not_match_its_old_cached_outputs(plugin, notebook, tmp_path):
@@ -62,7 +73,7 @@ def test_an_edited_chapter_does_not_match_its_old_cached_outputs(plugin, noteboo
     from jupyter_cache.cache.main import CacheBundleIn
 
     cache = get_cache(tmp_path / "cache")
-    nb, _ = plugin.executed_notebook(str(notebook), _outputs())
+    nb, _ = plugin.executed_notebook(nbformat.read(notebook, as_version=4), _outputs())
     cache.cache_notebook_bundle(CacheBundleIn(nb, str(notebook)))
     edited = nbformat.read(notebook, as_version=4)
     edited.cells[3].source = "x + 2"

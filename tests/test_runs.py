@@ -122,3 +122,18 @@ def test_latest_run_ignores_runs_trained_under_other_settings(tmp_path):
     assert latest_run(old) == tmp_path / "runs" / "laptop-aaa-old-seed42"
     assert latest_run(config, same_settings=False) == tmp_path / "runs" / "laptop-aaa-old-seed42"
     assert latest_run(config.replace(dropout=0.3)) is None
+
+
+def test_the_compiled_macro_f1_counts_one_class_per_slice_even_when_probabilities_tie():
+    from sklearn.metrics import f1_score
+
+    from liverlib.runs import macro_f1_metric
+
+    labels, uniform = np.array([0, 1, 2]), np.full((3, 3), 1 / 3, dtype="float32")
+    metric = macro_f1_metric()(3)
+    metric.update_state(labels, uniform)  # a collapsed network: arg-max answers class 0 for every slice
+    expected = f1_score(labels, uniform.argmax(axis=1), average="macro", labels=range(3), zero_division=0)
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-5)
+    one_hot = macro_f1_metric()(3)
+    one_hot.update_state(np.eye(3, dtype="float32")[labels], uniform)  # label smoothing's one-hot labels
+    assert float(one_hot.result()) == pytest.approx(expected, abs=1e-5)

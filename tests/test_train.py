@@ -17,7 +17,7 @@ import pytest
 from liverlib.config import load_config
 from liverlib.errors import LiverlibError
 from liverlib.phantom import write_phantom_dataset
-from liverlib.runs import latest_backup, read_history
+from liverlib.runs import best_epoch, latest_backup, read_history
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_cli_train_writes_a_complete_run_folder(two_runs):
     # the quick profile keeps the epoch with the highest validation macro-F1, a compiled metric in the history
     history = pd.read_csv(out / "history.csv")
     assert card["config"]["checkpoint_metric"] == "val_macro_f1"
-    assert card["best_epoch"] == int(history["val_macro_f1"].idxmax())
+    assert card["best_epoch"] == best_epoch(history, "val_macro_f1") is not None
 
 
 def test_same_seed_same_metrics(two_runs):
@@ -121,6 +121,12 @@ def test_a_killed_run_resumes_where_it_stopped(workdir):
     refused = subprocess.run(_train_cmd(data, out, "--epochs", epochs), capture_output=True, text=True,
                              env=_env(workdir))
     assert refused.returncode == 1 and "--resume" in refused.stderr
+    # the backup was compiled to keep the epoch by validation macro-F1 (the quick profile's rule): resuming it
+    # under the other rule would never checkpoint, so it is refused with the option that fits
+    other_rule = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights",
+                                           "--batch-size", "12", "--resume", "--keep-epoch-by", "val_loss"),
+                                capture_output=True, text=True, env=_env(workdir), timeout=600)
+    assert other_rule.returncode == 1 and "--keep-epoch-by val_macro_f1" in other_rule.stderr, other_rule.stderr[-2000:]
 
     resumed = subprocess.run(_train_cmd(data, out, "--epochs", epochs, "--head-only-epochs", "1", "--class-weights",
                                         "--batch-size", "12", "--resume"),
@@ -158,8 +164,6 @@ def test_train_refuses_a_dataset_too_small_to_split(tmp_path):
 
 
 def test_the_kept_epoch_is_the_best_by_the_checkpoint_metric():
-    from liverlib.train import best_epoch
-
     history = pd.DataFrame({"epoch": [0, 1, 2, 3], "val_loss": [1.0, 0.8, 0.9, 0.8],
                             "val_macro_f1": [0.2, 0.25, 0.4, 0.4]})
     assert best_epoch(history, "val_loss") == 1  # lowest; the first of ties
