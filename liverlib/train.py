@@ -186,16 +186,8 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
     import keras  # local: heavy dependency
 
     monitor, mode = config.checkpoint_metric, CHECKPOINT_METRICS[config.checkpoint_metric]
-    better = (lambda new, old: new < old) if mode == "min" else (lambda new, old: new > old)
     kept = best_epoch(history, monitor)
     best = float(history[monitor].iloc[kept]) if kept is not None else None
-    best_loss = float(history["val_loss"].iloc[kept]) if kept is not None and "val_loss" in history else np.inf
-
-    def improves(logs: dict, value: float) -> bool:
-        """Better by the checkpoint metric; for macro-F1, an equal score with a lower validation loss too."""
-        if best is None or better(value, best):
-            return True
-        return mode == "max" and value == best and logs.get("val_loss", np.inf) < best_loss
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         """Early stopping that, after a resume, remembers the best epoch so far and how long ago it was."""
@@ -208,15 +200,13 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
                 self.wait = int(len(history) - 1 - first)
 
     class Checkpoints(keras.callbacks.Callback):
-        """At the end of every epoch: the best model so far (by the config's checkpoint metric) to model.keras,
-        then a backup of the model with its optimiser state, both written atomically."""
+        """At the end of every epoch: the model to model.keras if this epoch is the run's best so far (the
+        history's, by :func:`liverlib.runs.best_epoch`: the same rule as the model card), then a backup of the
+        model with its optimiser state, both written atomically."""
 
         def on_epoch_end(self, epoch, logs=None):
-            nonlocal best, best_loss
-            logs = logs or {}
-            value = logs.get(monitor)
-            if value is not None and improves(logs, value):
-                best, best_loss = value, logs.get("val_loss", np.inf)
+            so_far = read_history(run_dir)  # CSVLogger, before this callback, has written this epoch's row
+            if len(so_far) and best_epoch(so_far, monitor) == len(so_far) - 1:
                 save_model_atomically(self.model, run_dir / MODEL_FILE)
             current = backup_file(run_dir, epoch)
             current.parent.mkdir(exist_ok=True)
