@@ -218,7 +218,7 @@ def main(argv=None) -> None:
     parser.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated, from: " + ", ".join(RECIPES))
     parser.add_argument("--one", help=argparse.SUPPRESS)  # run a single recipe in this process
     parser.add_argument("--redo", action="store_true", help="rerun recipes that already have a result")
-    parser.add_argument("--smoke", action="store_true", help="quick profile, 1 epoch, two recipes")
+    parser.add_argument("--smoke", action="store_true", help="quick profile, 1 epoch, the crop recipe")
     args = parser.parse_args(argv)
     if args.smoke:
         args.epochs, args.fraction = 1, 1.0
@@ -228,7 +228,7 @@ def main(argv=None) -> None:
         record = run_recipe(args.one, args.epochs, args.fraction, args.smoke)
         (folder / f"{args.one}.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
         return
-    names = ["baseline", "crop"] if args.smoke else [n.strip() for n in args.recipes.split(",") if n.strip()]
+    names = ["crop"] if args.smoke else [n.strip() for n in args.recipes.split(",") if n.strip()]
     unknown = set(names) - set(RECIPES)
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")

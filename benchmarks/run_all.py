@@ -7,7 +7,8 @@ not part of ``make bench`` because they take longer than its 30 minutes: the who
 (``python -m benchmarks.course_cost``: make test and make book on a fresh clone) and how well the phantom's
 classes can be told apart (``python -m benchmarks.phantom_separability``, and to convergence on the laptop
 run's inputs, ``python -m benchmarks.phantom_ceiling``). The training-recipe work has its own scripts
-(``benchmarks.liver_crop``, ``benchmarks.recipe_ablation``). summary.json is written last, from every
+(``benchmarks.liver_crop``, ``benchmarks.recipe_ablation``, and the leading recipes with three seeds at the
+full budget, ``benchmarks.recipe_seeds``). summary.json is written last, from every
 result file present.
 """
 

@@ -75,6 +75,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                  ("class_weighting", args.class_weights), ("batch_size", args.batch_size),
                                  ("checkpoint_metric", args.keep_epoch_by))
                if v is not None}
+    if args.balanced_sampling:  # replaces the profile's class weights unless --class-weights asks for both
+        changes.update(balanced_sampling=True, class_weighting=bool(args.class_weights))
     if args.mixed_precision:
         changes["mixed_precision"] = True
     if args.xla:
@@ -285,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cache and hash-checked; random initialisation when it cannot be had) or a weights file")
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
                    help="weight classes by inverse frequency (default: the profile's; on in laptop, off in paper)")
+    p.add_argument("--balanced-sampling", action="store_true",
+                   help="draw each class equally often (instead of the profile's class weights)")
     p.add_argument("--head-only-epochs", type=int, default=None,
                    help="train only the head for this many epochs first (fine-tuning from ImageNet weights)")
     p.add_argument("--keep-epoch-by", choices=list(CHECKPOINT_METRICS), default=None,

@@ -100,6 +100,10 @@ class RunConfig:
     # weight each class by the inverse of its frequency in the training split (the paper's future work; off in
     # the paper's own recipe). Shifts the model away from always answering the majority class (benign).
     class_weighting: bool = False
+    # draw each class equally often instead: the training rows resampled once per run (seeded, with
+    # replacement) to the same total, a quarter each for four classes; the other answer to class imbalance,
+    # so it replaces class weights (benchmarks/results/recipe_ablation.json and recipe_seeds.json compare them)
+    balanced_sampling: bool = False
     fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
     # where the network looks: "none" resizes the whole slice (the paper's input); "liver" crops to the liver
     # region found in the image itself, "body" to the body outline (liverlib.crop), before resizing
@@ -136,6 +140,9 @@ class RunConfig:
         if self.checkpoint_metric not in CHECKPOINT_METRICS:
             raise LiverlibError(f"unknown checkpoint metric {self.checkpoint_metric!r}; choose one of "
                                 f"{', '.join(CHECKPOINT_METRICS)}")
+        if self.balanced_sampling and self.class_weighting:
+            raise LiverlibError("balanced sampling and class weights both correct for class imbalance, and together "
+                                "they over-correct: turn one off (--no-class-weights, or leave out --balanced-sampling)")
         if not 0 <= self.label_smoothing < 1:
             raise LiverlibError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 < self.bn_momentum < 1:
@@ -176,6 +183,8 @@ class RunConfig:
             ("kept epoch", "lowest validation loss" if self.checkpoint_metric == "val_loss"
              else "highest validation macro-F1"),
             ("class weights", "balanced (inverse class frequency)" if self.class_weighting else "none (as the paper)"),
+            ("sampling", "each class equally often (resampled)" if self.balanced_sampling
+             else "every training slice once per epoch (as the paper)"),
             ("crop", {"none": "none: the whole slice (as the paper)", "liver": "the liver region (liverlib.crop)",
                       "body": "the body outline"}.get(self.crop, self.crop)),
             ("initial weights", "ImageNet (Keras' ResNet-50), when they can be fetched" if self.weights == "imagenet"

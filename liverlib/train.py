@@ -57,6 +57,16 @@ def class_weights_for(config: RunConfig, labels: np.ndarray, num_classes: int | 
     return balanced_class_weights(np.asarray(labels), num_classes) if config.class_weighting else None
 
 
+def balanced_rows(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The training rows resampled so that each class present is drawn equally often: ``len(rows) // k`` rows
+    per class, with replacement (a rare class repeats, the common one is subsampled), the same for a seed."""
+    labels = rows["label"].to_numpy()
+    present = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(labels == k), len(rows) // len(present), replace=True) for k in present]
+    return rows.iloc[rng.permutation(np.concatenate(picks))]
+
+
 def default_run_dir(config: RunConfig, manifest: pd.DataFrame) -> Path:
     """``runs/<profile>-<data key>-<settings key>-seed<seed>``: other data, other settings or another class set,
     another folder."""
@@ -76,11 +86,13 @@ def labelled(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def training_data(config: RunConfig, manifest: pd.DataFrame, normalisation: str = "unit"):
     """The training and validation rows of a split and their pipelines (augmented, shuffled training
-    batches; plain validation batches), after seeding everything for a reproducible run. Images are cropped
+    batches, each class drawn equally often with ``balanced_sampling``; plain validation batches), after seeding everything for a reproducible run. Images are cropped
     as ``config.crop`` says and normalised as the weights expect (``normalisation``); with label smoothing
     the labels are one-hot (one column per class of the manifest), as the smoothed loss needs."""
     num_classes = len(class_names_of(manifest))
     train_rows = manifest[manifest["split"] == "train"]
+    if config.balanced_sampling:
+        train_rows = balanced_rows(train_rows, config.seed)
     val_rows = manifest[manifest["split"] == "val"]
     window = (config.window_level, config.window_width)
     make_deterministic(config.seed)

@@ -132,8 +132,8 @@ def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
 def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     """The training-recipe work (liver crop, lever ablation) and the whole-study benchmarks, on tiny inputs."""
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
-    for name in ("liver_crop", "recipe_ablation", "phantom_ceiling", "study_latency", "study_liver_slices",
-                 "study_rules"):
+    for name in ("liver_crop", "recipe_ablation", "recipe_seeds", "phantom_ceiling", "study_latency",
+                 "study_liver_slices", "study_rules"):
         proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--smoke"], cwd=REPO, env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 0, name + proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -142,11 +142,18 @@ def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     for view, read in crop["crop_quality"]["orientation_read_right"].items():
         assert 0 <= read["left_right"] <= 1, view
     ablation = _smoke("recipe_ablation")["recipes"]
-    assert set(ablation) == {"baseline", "crop"}
+    assert set(ablation) == {"crop"}
     for record in ablation.values():
         assert len(record["history"]) == 1 and 0 <= record["test_macro_f1"] <= 1
         assert record["test_macro_f1_ci95"][0] <= record["test_macro_f1"] <= record["test_macro_f1_ci95"][1] + 1e-9
-    assert ablation["crop"]["settings"]["crop"] == "liver" and ablation["baseline"]["settings"]["crop"] == "none"
+    assert ablation["crop"]["settings"]["crop"] == "liver"
+    seeds = _smoke("recipe_seeds")
+    (run,) = seeds["runs"]["laptop"]  # the first recipe, the first seed, one epoch of the quick profile
+    assert run["seed"] == 42 and run["epochs_run"] == run["kept_epoch"] == 1 and run["kept_by"] == "val_macro_f1"
+    low, high = run["test_macro_f1_ci95"]
+    assert low <= run["test_macro_f1"] <= high + 1e-9 and set(run["test_f1_per_class"]) == {
+        "benign", "cirrhosis", "malignant", "normal"}
+    assert seeds["summary"]["laptop"]["n"] == 1 and seeds["summary"]["laptop"]["test_macro_f1_sd"] is None
     ceiling = _smoke("phantom_ceiling")["runs"]["liver-32px"]
     low, high = ceiling["test_macro_f1_ci95"]
     assert low <= ceiling["test_macro_f1"] <= high + 1e-9 and 1 <= ceiling["best_epoch"] <= ceiling["max_epochs"]

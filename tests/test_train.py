@@ -181,6 +181,31 @@ def test_balanced_class_weights_give_every_class_the_same_total_weight():
     assert weights == {0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
 
 
+def test_balanced_sampling_draws_each_class_equally_often_and_replaces_class_weights():
+    from liverlib.train import balanced_rows, training_data
+
+    rows = pd.DataFrame({"file": [f"f{i}.png" for i in range(40)], "split": "train",
+                         "label": [0] * 28 + [1] * 8 + [2] * 4})
+    drawn = balanced_rows(rows, seed=3)
+    assert len(drawn) == 39 and np.bincount(drawn["label"]).tolist() == [13, 13, 13]  # len // classes each
+    assert set(drawn["file"]) <= set(rows["file"]) and drawn["file"].nunique() < len(drawn)  # rare ones repeat
+    assert drawn["file"].tolist() == balanced_rows(rows, seed=3)["file"].tolist()  # the same for a seed
+    assert drawn["file"].tolist() != balanced_rows(rows, seed=4)["file"].tolist()
+    assert not drawn["label"].is_monotonic_increasing  # shuffled, not class after class
+    # the pipeline trains on the resampled rows only when the configuration asks for it
+    manifest = pd.concat([rows, rows.head(4).assign(split="val")]).assign(
+        **{"class": lambda d: d["label"].map({0: "benign", 1: "cirrhosis", 2: "malignant"})})
+    config = load_config("quick")
+    assert len(training_data(config, manifest)[0]) == 40
+    balanced = config.replace(balanced_sampling=True)
+    assert np.bincount(training_data(balanced, manifest)[0]["label"]).tolist() == [13, 13, 13]
+    assert "each class equally often" in dict(balanced.as_rows())["sampling"]
+    # both corrections at once over-correct: refused, saying how to choose
+    with pytest.raises(LiverlibError, match="turn one off"):
+        load_config("laptop").replace(balanced_sampling=True)
+    assert load_config("laptop").replace(balanced_sampling=True, class_weighting=False).balanced_sampling
+
+
 def test_cli_rejects_unknown_fine_tune_stages(tmp_path):
     result = subprocess.run([sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--fine-tune",
                              "conv9,head", "--out", str(tmp_path / "r")], capture_output=True, text=True,
