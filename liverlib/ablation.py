@@ -21,6 +21,9 @@ The file may hold only some recipes while the benchmark runs; both functions rea
 the small CNN trained to convergence on the laptop run's inputs, the phantom's own ceiling at each input
 size and crop, so a short run's score can be read as "limited by the data" or "limited by the budget".
 
+:func:`seeds_table` reads ``benchmarks/results/recipe_seeds.json`` (``benchmarks/recipe_seeds.py``): the leading
+recipes at the laptop profile's full budget with several seeds, so a lever can be told from the luck of one seed.
+
 Light: no TensorFlow; pandas on use.
 """
 
@@ -157,3 +160,34 @@ def ceiling_table(path: str | os.PathLike | None = None):
                      "train macro-F1": run.get("train_macro_f1"), "best epoch": run.get("best_epoch"),
                      "max epochs": run.get("max_epochs"), "seconds": run.get("train_seconds")})
     return pd.DataFrame(rows, columns=("input", *CEILING_COLUMNS)).set_index("input")
+
+
+SEEDS_COLUMNS = ("seeds", "test macro-F1 mean", "sd", "min", "max", "balanced accuracy mean", "per seed")
+
+
+def seeds_table(path: str | os.PathLike | None = None):
+    """One row per recipe of ``benchmarks/results/recipe_seeds.json`` (``benchmarks/recipe_seeds.py``: the leading
+    recipes at the laptop profile's full budget, several seeds each): how many seeds have finished, the mean,
+    sample standard deviation, lowest and highest test macro-F1 over them, the mean balanced accuracy, and each
+    seed's figure. The file may hold only some runs while the benchmark runs."""
+    import pandas as pd  # local: heavy dependency
+
+    path = Path(path) if path is not None else default_path("recipe_seeds.json")
+    if path is None or not path.is_file():
+        raise LiverlibError("no results of the recipes with several seeds (benchmarks/results/recipe_seeds.json); "
+                            "run `python -m benchmarks.recipe_seeds` in a source checkout")
+    try:
+        runs = json.loads(path.read_text()).get("runs")
+    except (ValueError, AttributeError) as exc:
+        raise LiverlibError(f"{path.name} is not a result of benchmarks.recipe_seeds ({exc}); rerun it") from None
+    if not isinstance(runs, dict) or not runs:
+        raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.recipe_seeds`")
+    rows = []
+    for recipe, records in runs.items():
+        f1 = pd.Series([r.get("test_macro_f1") for r in records], dtype=float)
+        balanced = pd.Series([r.get("test_balanced_accuracy") for r in records], dtype=float)
+        rows.append({"recipe": recipe, "seeds": len(records), "test macro-F1 mean": f1.mean(),
+                     "sd": f1.std(ddof=1) if len(f1) > 1 else None, "min": f1.min(), "max": f1.max(),
+                     "balanced accuracy mean": balanced.mean(),
+                     "per seed": ", ".join(f"{r.get('seed')}: {r.get('test_macro_f1'):.2f}" for r in records)})
+    return pd.DataFrame(rows, columns=("recipe", *SEEDS_COLUMNS)).set_index("recipe")

@@ -214,12 +214,15 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
     class Checkpoints(keras.callbacks.Callback):
         """At the end of every epoch: the model to model.keras if this epoch is the run's best so far (the
         history's, by :func:`liverlib.runs.best_epoch`: the same rule as the model card), then a backup of the
-        model with its optimiser state, both written atomically."""
+        model with its optimiser state, both written atomically. The last epoch has no backup: nothing would
+        resume from it (a run stopped before its card is written resumes from the epoch before)."""
 
         def on_epoch_end(self, epoch, logs=None):
             so_far = read_history(run_dir)  # CSVLogger, before this callback, has written this epoch's row
             if len(so_far) and best_epoch(so_far, monitor) == len(so_far) - 1:
                 save_model_atomically(self.model, run_dir / MODEL_FILE)
+            if epoch + 1 >= config.epochs:
+                return
             current = backup_file(run_dir, epoch)
             current.parent.mkdir(exist_ok=True)
             save_model_atomically(self.model, current)
@@ -330,8 +333,12 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         elapsed = time.perf_counter() - start
     shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
 
-    best = load_model(run_dir / MODEL_FILE)
     history = read_history(run_dir)
+    # the kept model: the one in memory when the history's last epoch is the kept one (the model in memory is
+    # always at the last epoch of the history, resumed or not, and model.keras holds the same weights); else
+    # model.keras
+    last_kept = len(history) > 0 and best_epoch(history, config.checkpoint_metric) == len(history) - 1
+    best = model if last_kept else load_model(run_dir / MODEL_FILE)
     metrics = validation_metrics(best, val_ds, val_rows["label"].to_numpy(), class_names)
     card = model_card(config, manifest, history, metrics, model.weights_source, cw, split_sha,
                       train_seconds=round(elapsed, 1), input_normalisation=normalisation)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from liverlib.ablation import ablation_table, ceiling_table, changes, predicted_shares
+from liverlib.ablation import ablation_table, ceiling_table, changes, predicted_shares, seeds_table
 from liverlib.errors import LiverlibError
 
 BASE = {"crop": "none", "image_size": 64, "bn_momentum": 0.99, "schedule": "constant"}
@@ -123,3 +123,27 @@ def test_the_peak_rate_is_named_only_where_the_schedule_is_the_lever(tmp_path):
     table = ablation_table(path)
     assert "peak rate 6.0e-04" in table.loc["stack", "lever"]
     assert table.loc["balanced", "lever"] == "sampling none -> balanced"
+
+
+def test_the_seeds_table_summarises_each_recipe_over_its_seeds_and_refuses_a_bad_file(tmp_path):
+    def run(seed, f1, balanced):
+        return {"seed": seed, "test_macro_f1": f1, "test_balanced_accuracy": balanced}
+
+    path = tmp_path / "recipe_seeds.json"
+    path.write_text(json.dumps({"runs": {"laptop": [run(42, 0.30, 0.40), run(43, 0.40, 0.50)],
+                                         "balanced-sampling": [run(42, 0.50, 0.60)]}}))
+    table = seeds_table(path)
+    assert list(table.index) == ["laptop", "balanced-sampling"]  # in the file's order
+    laptop = table.loc["laptop"]
+    assert laptop["seeds"] == 2 and laptop["test macro-F1 mean"] == pytest.approx(0.35)
+    assert laptop["sd"] == pytest.approx(0.0707, abs=1e-4) and (laptop["min"], laptop["max"]) == (0.30, 0.40)
+    assert laptop["balanced accuracy mean"] == pytest.approx(0.45) and laptop["per seed"] == "42: 0.30, 43: 0.40"
+    assert np.isnan(table.loc["balanced-sampling", "sd"])  # one seed has no spread
+    path.write_text(json.dumps({"runs": {}}))
+    with pytest.raises(LiverlibError, match="holds no runs"):
+        seeds_table(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(LiverlibError, match="not a result"):
+        seeds_table(path)
+    with pytest.raises(LiverlibError, match="benchmarks.recipe_seeds"):
+        seeds_table(tmp_path / "missing.json")

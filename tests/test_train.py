@@ -220,6 +220,21 @@ def test_gpu_options_mixed_precision_and_xla_reach_the_model():
     from liverlib.model import build_modified_resnet50
     from liverlib.train import compile_for_training, precision_policy
 
+    from tensorflow.python.framework.config import (disable_op_determinism, enable_op_determinism,
+                                                    is_op_determinism_enabled)
+
+    # Keras compiles without XLA while op determinism is on, which any training earlier in this process (a
+    # fixture, another test, in whatever order they ran) turns on: off for this test, as it was after it
+    deterministic = is_op_determinism_enabled()
+    disable_op_determinism()  # not in TensorFlow's public API, unlike enable_op_determinism
+    try:
+        _check_gpu_options(keras, load_config, build_modified_resnet50, compile_for_training, precision_policy)
+    finally:
+        if deterministic:
+            enable_op_determinism()
+
+
+def _check_gpu_options(keras, load_config, build_modified_resnet50, compile_for_training, precision_policy):
     config = load_config("quick").replace(mixed_precision=True, xla=True)
     with precision_policy(config):
         model = build_modified_resnet50(4, 32)
@@ -326,6 +341,12 @@ def test_a_two_class_folder_trains_evaluates_and_classifies(other_class_runs):
     dataset, config, result = runs["two"]
     assert dataset.report.class_names == ["normal", "tumour"] and dataset.report.new_classes == ["tumour"]
     assert result.model.output_shape == (None, 2)
+    # the model a finished run returns predicts as its model.keras does (one epoch: the one in memory is kept)
+    from liverlib.runs import load_model
+
+    x = np.random.default_rng(0).random((3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(result.model.predict(x, verbose=0),
+                               load_model(result.run_dir / "model.keras").predict(x, verbose=0), atol=1e-6)
     card = result.card
     assert card["class_names"] == ["normal", "tumour"] and card["normal_class"] == "normal"
     # another class set, another settings key and run folder; the four-class key is the one it always was
