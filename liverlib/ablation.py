@@ -21,6 +21,9 @@ The file may hold only some recipes while the benchmark runs; both functions rea
 the small CNN trained to convergence on the laptop run's inputs, the phantom's own ceiling at each input
 size and crop, so a short run's score can be read as "limited by the data" or "limited by the budget".
 
+:func:`before_after` reads ``benchmarks/results/before_after.json``: the laptop run before and after the recipe
+changes, scored as chapter 07 scores the book's run (test scores, pointing game, sensitivity by lesion size).
+
 :func:`seeds_table` reads ``benchmarks/results/recipe_seeds.json`` (``benchmarks/recipe_seeds.py``): the leading
 recipes at the laptop profile's full budget with several seeds, so a lever can be told from the luck of one seed.
 
@@ -191,3 +194,37 @@ def seeds_table(path: str | os.PathLike | None = None):
                      "balanced accuracy mean": balanced.mean(),
                      "per seed": ", ".join(f"{r.get('seed')}: {r.get('test_macro_f1'):.2f}" for r in records)})
     return pd.DataFrame(rows, columns=("recipe", *SEEDS_COLUMNS)).set_index("recipe")
+
+
+def before_after(path: str | os.PathLike | None = None):
+    """``benchmarks/results/before_after.json`` (``benchmarks/before_after.py``) as two tables: per run (``before``,
+    ``after``), the test scores and the pointing game; and per run and lesion-diameter bin, the lesion slices and
+    the shares predicted abnormal and predicted as their true class (the layout of
+    :func:`liverlib.lesion_size.sensitivity_by_lesion_size`, with the run in place of the class)."""
+    import pandas as pd  # local: heavy dependency
+
+    path = Path(path) if path is not None else default_path("before_after.json")
+    if path is None or not path.is_file():
+        raise LiverlibError("no before-and-after results (benchmarks/results/before_after.json); run "
+                            "`python -m benchmarks.before_after` in a source checkout")
+    try:
+        runs = json.loads(path.read_text()).get("runs")
+    except (ValueError, AttributeError) as exc:
+        raise LiverlibError(f"{path.name} is not a result of benchmarks.before_after ({exc}); rerun it") from None
+    if not isinstance(runs, dict) or not runs:
+        raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.before_after`")
+    scores, sizes = [], []
+    for name, run in runs.items():
+        low, high = _interval(run)
+        game = run.get("pointing_game") or {}
+        scores.append({"run": name, "test macro-F1": run.get("test_macro_f1"), "CI low": low, "CI high": high,
+                       "balanced accuracy": run.get("test_balanced_accuracy"), "kept epoch": run.get("kept_epoch"),
+                       "lesion slices (Grad-CAM)": game.get("slices"), "pointing hit rate": game.get("hit_rate"),
+                       "chance": game.get("chance"), "mass inside": game.get("mass_inside")})
+        for row in run.get("by_lesion_size") or []:
+            sizes.append({"class": name, "diameter": row.get("diameter"), "slices": row.get("slices"),
+                          "predicted true class": row.get("predicted_true_class"),
+                          "predicted abnormal": row.get("predicted_abnormal")})
+    by_size = pd.DataFrame(sizes, columns=("class", "diameter", "slices", "predicted true class", "predicted abnormal"))
+    return (pd.DataFrame(scores).set_index("run"),
+            by_size.astype({"predicted true class": float, "predicted abnormal": float}).set_index(["class", "diameter"]))

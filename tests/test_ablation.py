@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from liverlib.ablation import ablation_table, ceiling_table, changes, predicted_shares, seeds_table
+from liverlib.ablation import ablation_table, before_after, ceiling_table, changes, predicted_shares, seeds_table
 from liverlib.errors import LiverlibError
 
 BASE = {"crop": "none", "image_size": 64, "bn_momentum": 0.99, "schedule": "constant"}
@@ -147,3 +147,29 @@ def test_the_seeds_table_summarises_each_recipe_over_its_seeds_and_refuses_a_bad
         seeds_table(path)
     with pytest.raises(LiverlibError, match="benchmarks.recipe_seeds"):
         seeds_table(tmp_path / "missing.json")
+
+
+def test_before_and_after_reads_scores_pointing_and_lesion_sizes_and_refuses_a_bad_file(tmp_path):
+    def run(f1, hit, shares):
+        return {"test_macro_f1": f1, "test_macro_f1_ci95": [f1 - 0.1, f1 + 0.1], "test_balanced_accuracy": 0.5,
+                "kept_epoch": 3, "pointing_game": {"slices": 20, "hit_rate": hit, "chance": 0.04, "mass_inside": 0.1},
+                "by_lesion_size": [{"diameter": "<10 mm", "slices": 5, "predicted_abnormal": shares[0],
+                                    "predicted_true_class": shares[0] / 2},
+                                   {"diameter": "10-20 mm", "slices": 0, "predicted_abnormal": None,
+                                    "predicted_true_class": None}]}
+
+    path = tmp_path / "before_after.json"
+    path.write_text(json.dumps({"runs": {"before": run(0.2, 0.0, [0.4]), "after": run(0.35, 0.05, [0.8])}}))
+    scores, by_size = before_after(path)
+    assert list(scores.index) == ["before", "after"]
+    assert scores.loc["after", "test macro-F1"] == 0.35 and scores.loc["after", "CI low"] == pytest.approx(0.25)
+    assert scores.loc["before", "pointing hit rate"] == 0.0 and scores.loc["after", "chance"] == 0.04
+    assert by_size.loc[("after", "<10 mm"), "predicted abnormal"] == 0.8
+    assert by_size.loc[("before", "<10 mm"), "predicted true class"] == 0.2
+    assert np.isnan(by_size.loc[("before", "10-20 mm"), "predicted abnormal"])  # an empty bin has no share
+    assert list(by_size.loc["before"].index) == ["<10 mm", "10-20 mm"]  # the bins in their order
+    path.write_text(json.dumps({"runs": {}}))
+    with pytest.raises(LiverlibError, match="holds no runs"):
+        before_after(path)
+    with pytest.raises(LiverlibError, match="benchmarks.before_after"):
+        before_after(tmp_path / "missing.json")

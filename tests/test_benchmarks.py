@@ -132,9 +132,11 @@ def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
 def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     """The training-recipe work (liver crop, lever ablation) and the whole-study benchmarks, on tiny inputs."""
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
-    for name in ("liver_crop", "recipe_ablation", "recipe_seeds", "phantom_ceiling", "study_latency",
-                 "study_liver_slices", "study_rules"):
-        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--smoke"], cwd=REPO, env=env,
+    seeds_run = tmp_path / "artifacts" / "recipe-seeds" / "laptop-seed42"  # before_after scores it as "after"
+    for name, *extra in (("liver_crop",), ("recipe_ablation",), ("recipe_seeds",),
+                         ("before_after", "--after", str(seeds_run)), ("phantom_ceiling",), ("study_latency",),
+                         ("study_liver_slices",), ("study_rules",)):
+        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--smoke", *extra], cwd=REPO, env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 0, name + proc.stdout[-2000:] + proc.stderr[-3000:]
     crop = _smoke("liver_crop")
@@ -154,6 +156,13 @@ def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     assert low <= run["test_macro_f1"] <= high + 1e-9 and set(run["test_f1_per_class"]) == {
         "benign", "cirrhosis", "malignant", "normal"}
     assert seeds["summary"]["laptop"]["n"] == 1 and seeds["summary"]["laptop"]["test_macro_f1_sd"] is None
+    changed = _smoke("before_after")["runs"]
+    assert list(changed) == ["before", "after"] and changed["after"]["run"] == "laptop-seed42"
+    assert changed["before"]["settings"]["crop"] == "none" and changed["after"]["settings"]["crop"] == "liver"
+    assert changed["before"]["settings"]["checkpoint_metric"] == "val_loss"
+    for run in changed.values():
+        assert 0 < run["pointing_game"]["slices"] <= 20 and 0 <= run["pointing_game"]["hit_rate"] <= 1
+        assert sum(b["slices"] for b in run["by_lesion_size"]) > 0
     ceiling = _smoke("phantom_ceiling")["runs"]["liver-32px"]
     low, high = ceiling["test_macro_f1_ci95"]
     assert low <= ceiling["test_macro_f1"] <= high + 1e-9 and 1 <= ceiling["best_epoch"] <= ceiling["max_epochs"]

@@ -58,7 +58,7 @@ def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
     assert written["class_names"] == ["benign", "normal"] and written["normal_class"] == "normal"
     assert (written["crop"], written["input_normalisation"]) == (config.crop, "unit")
     recipe_levers = {"crop", "weights", "bn_momentum", "lr_schedule", "label_smoothing",  # config fields since v2
-                     "checkpoint_metric"}
+                     "checkpoint_metric", "balanced_sampling"}
     assert set(written["config"]) == set(old["config"]) | recipe_levers and set(written["window"]) == set(old["window"])
     assert read_card(tmp_path)["best_epoch"] == 1
 
