@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test`, stage by stage, with the time each stage took.
 #
-# Three streams share the 2 cores. One: the notebooks (nbval), the quick book build (from nbval's outputs), the
-# browser tests. The second: the unit tests that train in processes of their own (training, Hyperband), then
-# the speed benchmarks' smoke runs. The third: the other unit tests, then the recipe and study benchmarks'
-# smoke runs. Most of their time is TensorFlow building graphs, which uses one core, and every stream waits at
-# times (a process starting, a server answering), so three streams keep both cores busier than two. The
-# background streams write their logs, printed when all have ended.
+# Two streams share the 2 cores. One: the notebooks (nbval), the quick book build (from nbval's outputs), the
+# browser tests, the speed benchmarks' smoke runs. The other: the unit tests, then the recipe and study
+# benchmarks' smoke runs. Most of their time is TensorFlow building graphs, which uses one core, so two
+# streams finish sooner than one after the other. The second stream writes its logs, printed when it ends.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -48,22 +46,12 @@ run_stage "setup (.venv)" make --no-print-directory setup || { echo "setup faile
 run_stage "chromium" make --no-print-directory browser || status=1
 rm -f "$LOGS"/*.status
 BENCH=tests/test_benchmarks.py
-RECIPE_SMOKE="$BENCH::test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode"
-TRAINING_TESTS="tests/test_train.py tests/test_tuning.py"
 (
-  logged_stage "unit tests, training" "$LOGS/unit-training.log" $VENV/bin/pytest -q --durations=10 $TRAINING_TESTS \
-    -m "not browser and not benchmark"
-  # every benchmark marked for smoke runs, except the one the third stream runs
-  logged_stage "benchmarks, speed (smoke)" "$LOGS/bench-speed.log" $VENV/bin/pytest -q --durations=10 $BENCH \
-    -m benchmark --deselect "$RECIPE_SMOKE"
+  logged_stage "unit tests" "$LOGS/unit.log" $VENV/bin/pytest -q --durations=20 tests -m "not browser and not benchmark"
+  logged_stage "benchmarks, recipe and study (smoke)" "$LOGS/bench.log" \
+    $VENV/bin/pytest -q --durations=10 "$BENCH::test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode"
 ) &
 second_stream=$!
-(
-  logged_stage "unit tests, the rest" "$LOGS/unit.log" $VENV/bin/pytest -q --durations=20 tests \
-    -m "not browser and not benchmark" $(printf -- "--ignore=%s " $TRAINING_TESTS)
-  logged_stage "benchmarks, recipe and study (smoke)" "$LOGS/bench.log" $VENV/bin/pytest -q --durations=10 "$RECIPE_SMOKE"
-) &
-third_stream=$!
 # nbval stores each notebook that passed, with its outputs, in the quick book's jupyter-cache
 # (notebooks/conftest.py): the book build then renders those outputs instead of running the chapters again
 run_stage "notebooks (nbval)" $VENV/bin/pytest -q --nbval-lax -p no:randomly notebooks/ \
@@ -74,13 +62,14 @@ if [ -f _build/quick/_build/html/index.html ]; then
 else
   echo "browser tests skipped: the book was not built"; status=1
 fi
-wait "$second_stream" "$third_stream"
-collect_bg "unit tests, training (par.)" "$LOGS/unit-training.log" || status=1
-collect_bg "benchmarks, speed (par.)" "$LOGS/bench-speed.log" || status=1
-collect_bg "unit tests, rest (par.)" "$LOGS/unit.log" || status=1
-collect_bg "benchmarks, recipe (par.)" "$LOGS/bench.log" || status=1
+# every benchmark marked for smoke runs, except the one the second stream runs
+run_stage "benchmarks, speed (smoke)" $VENV/bin/pytest -q --durations=10 $BENCH -m benchmark \
+  --deselect "$BENCH::test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode" || status=1
+wait "$second_stream"
+collect_bg "unit tests (parallel)" "$LOGS/unit.log" || status=1
+collect_bg "benchmarks, recipe (parallel)" "$LOGS/bench.log" || status=1
 echo
-echo "==== time per stage (the stages marked par. ran in two streams alongside the notebooks, the book and the browser)"
+echo "==== time per stage (the unit tests, then the recipe and study benchmarks, ran alongside the rest)"
 for i in "${!stages[@]}"; do
   printf '%-28s %5d s  %s\n' "${stages[$i]}" "${times[$i]}" "$([ "${codes[$i]}" = 0 ] && echo ok || echo FAILED)"
 done
