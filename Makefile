@@ -12,8 +12,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# uv installs the versions pip would, in a fraction of the time (the setup stage of course_cost.json); pip
-	@# is the fallback where uv cannot be had or cannot reach the index
+	@# uv installs from pyproject.toml as pip does, in a fraction of the time (the setup stage of course_cost.json),
+	@# but reads none of pip's configuration (pip.conf, PIP_*): where it fails, pip installs instead
 	$(PY) -m pip install --quiet --progress-bar off "uv>=0.5,<1" 2>&1 | grep -v "^WARNING: Location" || true
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -e ".[book,test,app]" || \
 	  $(PY) -m pip install --quiet --progress-bar off -e ".[book,test,app]" 2>&1 | grep -v "^WARNING: Location" || true

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -37,8 +36,12 @@ BEFORE = {"crop": "none", "bn_momentum": 0.99, "lr_schedule": "piecewise", "lear
 momentum, the schedule and the kept-epoch rule (its class weights, input size and epochs are today's)."""
 
 
-def runs_dir() -> Path:
-    return Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "before-after"
+def runs_dir(smoke: bool = False) -> Path:
+    """The runs' folder in the artifacts folder (``LIVERLIB_ARTIFACTS_DIR``, else the checkout's); smoke runs
+    in one of their own."""
+    from liverlib.config import load_config
+
+    return load_config("quick").artifacts_dir / ("before-after-smoke" if smoke else "before-after")
 
 
 def score(run_dir: Path, pointing_limit: int | None) -> dict:
@@ -98,7 +101,8 @@ def main(argv=None) -> None:
                 raise LiverlibError(f"--after {args.after}: not a finished run folder (no model_card.json)")
             run_dir = args.after
         else:
-            run_dir = train(base.replace(**changes), manifest, runs_dir() / f"{name}-{base.profile}", verbose=2).run_dir
+            run_dir = train(base.replace(**changes), manifest, runs_dir(args.smoke) / f"{name}-{base.profile}",
+                            verbose=2).run_dir
         result["runs"][name] = {**score(run_dir, 10 if args.smoke else None),
                                 "seconds": round(time.perf_counter() - start, 1)}
         print(name, json.dumps({k: v for k, v in result["runs"][name].items() if k != "by_lesion_size"}), flush=True)

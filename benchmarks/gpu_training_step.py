@@ -115,7 +115,8 @@ def main(argv=None) -> dict:
     jit.add_argument("--xla", action="store_true", help="jit_compile=True (TensorFlow; JAX always compiles)")
     jit.add_argument("--no-jit", action="store_true", help="jit_compile=False (PyTorch eager, TensorFlow graph)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results file")
-    parser.add_argument("--smoke", action="store_true", help="a tiny model, 32 px, batch 2, 3 epochs of 2 steps: only checks the script")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a tiny model, 32 px, batch 2, 3 epochs of 2 steps: only checks the script")
     args = parser.parse_args(argv)
     if args.smoke:
         args.size, args.batch, args.steps_per_epoch, args.epochs = 32, 2, 2, 3

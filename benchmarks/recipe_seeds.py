@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -45,8 +44,12 @@ SEEDS = (42, 43, 44)
 """42 is the profile's own seed: that run is the one ``make book`` trains (offline, random initialisation)."""
 
 
-def seeds_dir() -> Path:
-    return Path(os.environ.get("LIVERLIB_ARTIFACTS_DIR", "artifacts")) / "recipe-seeds"
+def seeds_dir(smoke: bool = False) -> Path:
+    """The runs' folder in the artifacts folder (``LIVERLIB_ARTIFACTS_DIR``, else the checkout's); smoke runs
+    in one of their own, so that a full run never takes a smoke run for its own."""
+    from liverlib.config import load_config
+
+    return load_config("quick").artifacts_dir / ("recipe-seeds-smoke" if smoke else "recipe-seeds")
 
 
 def run_name(recipe: str, seed: int) -> str:
@@ -67,7 +70,7 @@ def run_one(recipe: str, seed: int, smoke: bool = False) -> dict:
         base = base.replace(epochs=1)
     manifest = split_for(load_dataset(config=base), base)  # the profile's split, whatever the training seed
     config = base.replace(seed=seed, **RECIPES[recipe])
-    run_dir = seeds_dir() / run_name(recipe, seed)
+    run_dir = seeds_dir(smoke) / run_name(recipe, seed)
     start = time.perf_counter()
     result = train(config, manifest, run_dir, verbose=2)
     history = read_history(run_dir)
@@ -97,11 +100,11 @@ def summarise(records: list[dict]) -> dict:
             "test_balanced_accuracy_mean": float(bal.mean())}
 
 
-def merge(out_name: str) -> Path:
+def merge(smoke: bool = False) -> Path:
     """Every finished run of the folder, by recipe in the order of RECIPES, with each recipe's summary."""
     runs, summary = {}, {}
     for recipe in RECIPES:
-        records = [json.loads(p.read_text()) for p in sorted(seeds_dir().glob(f"{recipe}-seed*.json"))]
+        records = [json.loads(p.read_text()) for p in sorted(seeds_dir(smoke).glob(f"{recipe}-seed*.json"))]
         if records:
             runs[recipe] = records
             summary[recipe] = summarise(records)
@@ -110,7 +113,7 @@ def merge(out_name: str) -> Path:
                       "macro-F1), random initialisation, the book's split; seeds change initial weights, "
                       "augmentation and batch order"}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{out_name}.json"
+    path = RESULTS / ("recipe_seeds_smoke.json" if smoke else "recipe_seeds.json")
     path.write_text(json.dumps(result, indent=1, default=float) + "\n")
     return path
 
@@ -122,7 +125,7 @@ def main(argv=None) -> None:
     parser.add_argument("--one", nargs=2, metavar=("RECIPE", "SEED"), help=argparse.SUPPRESS)  # one run, this process
     parser.add_argument("--smoke", action="store_true", help="quick profile, 1 epoch, one recipe, one seed")
     args = parser.parse_args(argv)
-    folder = seeds_dir()
+    folder = seeds_dir(args.smoke)
     folder.mkdir(parents=True, exist_ok=True)
     if args.one:
         recipe, seed = args.one[0], int(args.one[1])
@@ -146,10 +149,10 @@ def main(argv=None) -> None:
         if (folder / f"{run_name(name, seed)}.json").is_file():
             print(f"{run_name(name, seed)}: done already", flush=True)
             continue
-        cmd = [sys.executable, "-m", "benchmarks.recipe_seeds", "--one", name, str(seed)] + (["--smoke"] if args.smoke else [])
+        cmd = [sys.executable, "-m", "benchmarks.recipe_seeds", "--one", name, str(seed)] + ["--smoke"] * args.smoke
         code = subprocess.call(cmd)
         print(f"{run_name(name, seed)}: exit {code}", flush=True)
-        merge("recipe_seeds_smoke" if args.smoke else "recipe_seeds")
+        merge(args.smoke)
 
 
 if __name__ == "__main__":

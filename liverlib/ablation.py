@@ -227,4 +227,5 @@ def before_after(path: str | os.PathLike | None = None):
                           "predicted abnormal": row.get("predicted_abnormal")})
     by_size = pd.DataFrame(sizes, columns=("class", "diameter", "slices", "predicted true class", "predicted abnormal"))
     return (pd.DataFrame(scores).set_index("run"),
-            by_size.astype({"predicted true class": float, "predicted abnormal": float}).set_index(["class", "diameter"]))
+            by_size.astype({"predicted true class": float, "predicted abnormal": float})
+            .set_index(["class", "diameter"]))

@@ -75,7 +75,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                                  ("class_weighting", args.class_weights), ("batch_size", args.batch_size),
                                  ("checkpoint_metric", args.keep_epoch_by))
                if v is not None}
-    if args.balanced_sampling:  # replaces the profile's class weights unless --class-weights asks for both
+    if args.balanced_sampling:  # replaces the profile's class weights; with --class-weights too, it is refused
         changes.update(balanced_sampling=True, class_weighting=bool(args.class_weights))
     if args.mixed_precision:
         changes["mixed_precision"] = True

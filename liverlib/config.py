@@ -142,7 +142,8 @@ class RunConfig:
                                 f"{', '.join(CHECKPOINT_METRICS)}")
         if self.balanced_sampling and self.class_weighting:
             raise LiverlibError("balanced sampling and class weights both correct for class imbalance, and together "
-                                "they over-correct: turn one off (--no-class-weights, or leave out --balanced-sampling)")
+                                "they over-correct: turn one off (in `liverlib train`, leave out --class-weights or "
+                                "--balanced-sampling)")
         if not 0 <= self.label_smoothing < 1:
             raise LiverlibError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 < self.bn_momentum < 1:
@@ -253,6 +254,8 @@ def cpu_training_speeds() -> dict[tuple[int, int], float]:
 # fields that do not change what a run learns; the data is keyed separately (by the images' hashes)
 _NOT_LEARNING_SETTINGS = {"profile", "phantom_n", "phantom_size", "phantom_seed", "data_dir", "artifacts_dir"}
 _TUNING_SETTINGS = {"hyperband_factor", "tuner_max_epochs", "tuner_train_fraction"}
+# options added after runs existed: left out of the key at their default, so that earlier runs keep their key
+_KEYED_ONLY_WHEN_SET = {"balanced_sampling": False}
 
 
 def training_settings_key(config: RunConfig, tuning: bool = False, class_names=None) -> str:
@@ -264,7 +267,8 @@ def training_settings_key(config: RunConfig, tuning: bool = False, class_names=N
     import json
 
     skip = _NOT_LEARNING_SETTINGS | (set() if tuning else _TUNING_SETTINGS)
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
+    settings = {k: v for k, v in dataclasses.asdict(config).items()
+                if k not in skip and not (k in _KEYED_ONLY_WHEN_SET and v == _KEYED_ONLY_WHEN_SET[k])}
     if class_names is not None and tuple(class_names) != CLASS_NAMES:
         settings["class_names"] = [str(c) for c in class_names]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()

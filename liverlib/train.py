@@ -86,9 +86,10 @@ def labelled(manifest: pd.DataFrame) -> pd.DataFrame:
 
 def training_data(config: RunConfig, manifest: pd.DataFrame, normalisation: str = "unit"):
     """The training and validation rows of a split and their pipelines (augmented, shuffled training
-    batches, each class drawn equally often with ``balanced_sampling``; plain validation batches), after seeding everything for a reproducible run. Images are cropped
-    as ``config.crop`` says and normalised as the weights expect (``normalisation``); with label smoothing
-    the labels are one-hot (one column per class of the manifest), as the smoothed loss needs."""
+    batches, each class drawn equally often with ``balanced_sampling``; plain validation batches), after
+    seeding everything for a reproducible run. Images are cropped as ``config.crop`` says and normalised as the
+    weights expect (``normalisation``); with label smoothing the labels are one-hot (one column per class of
+    the manifest), as the smoothed loss needs."""
     num_classes = len(class_names_of(manifest))
     train_rows = manifest[manifest["split"] == "train"]
     if config.balanced_sampling:
@@ -214,15 +215,12 @@ def _callbacks(config: RunConfig, run_dir: Path, history: pd.DataFrame):
     class Checkpoints(keras.callbacks.Callback):
         """At the end of every epoch: the model to model.keras if this epoch is the run's best so far (the
         history's, by :func:`liverlib.runs.best_epoch`: the same rule as the model card), then a backup of the
-        model with its optimiser state, both written atomically. The last epoch has no backup: nothing would
-        resume from it (a run stopped before its card is written resumes from the epoch before)."""
+        model with its optimiser state, both written atomically."""
 
         def on_epoch_end(self, epoch, logs=None):
             so_far = read_history(run_dir)  # CSVLogger, before this callback, has written this epoch's row
             if len(so_far) and best_epoch(so_far, monitor) == len(so_far) - 1:
                 save_model_atomically(self.model, run_dir / MODEL_FILE)
-            if epoch + 1 >= config.epochs:
-                return
             current = backup_file(run_dir, epoch)
             current.parent.mkdir(exist_ok=True)
             save_model_atomically(self.model, current)
@@ -331,7 +329,6 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
                       callbacks=_callbacks(config, run_dir, read_history(run_dir)), verbose=verbose)
             done = len(read_history(run_dir))  # fewer than `end` when early stopping ended the phase
         elapsed = time.perf_counter() - start
-    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
 
     history = read_history(run_dir)
     # the kept model: the one in memory when the history's last epoch is the kept one (the model in memory is
@@ -343,6 +340,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     card = model_card(config, manifest, history, metrics, model.weights_source, cw, split_sha,
                       train_seconds=round(elapsed, 1), input_normalisation=normalisation)
     write_card(run_dir, card)
+    shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)  # after the card: a run stopped before it resumes
     plot_curves(history, config, run_dir / CURVES_FILE)
     return RunResult(run_dir=run_dir, history=history, card=card, model=best)
 

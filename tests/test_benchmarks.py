@@ -132,7 +132,7 @@ def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
 def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     """The training-recipe work (liver crop, lever ablation) and the whole-study benchmarks, on tiny inputs."""
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
-    seeds_run = tmp_path / "artifacts" / "recipe-seeds" / "laptop-seed42"  # before_after scores it as "after"
+    seeds_run = tmp_path / "artifacts" / "recipe-seeds-smoke" / "laptop-seed42"  # before_after scores it as "after"
     for name, *extra in (("liver_crop",), ("recipe_ablation",), ("recipe_seeds",),
                          ("before_after", "--after", str(seeds_run)), ("phantom_ceiling",), ("study_latency",),
                          ("study_liver_slices",), ("study_rules",)):

@@ -29,8 +29,18 @@ def test_training_settings_key_follows_what_training_learns_from():
     assert len(key) == 64 and key == training_settings_key(load_config("laptop"))
     # anything that changes the trained model changes the key ...
     for change in (dict(image_size=96), dict(class_weighting=False), dict(learning_rate=3e-4), dict(seed=1),
-                   dict(epochs=9)):
+                   dict(epochs=9), dict(balanced_sampling=True, class_weighting=False)):
         assert training_settings_key(laptop.replace(**change)) != key, change
+    # an option added later is keyed only when set, so earlier runs (which never had it) keep their key
+    import dataclasses
+    import hashlib
+    import json
+
+    from liverlib.config import _NOT_LEARNING_SETTINGS, _TUNING_SETTINGS
+
+    before_the_option = {k: v for k, v in dataclasses.asdict(laptop).items()
+                         if k not in _NOT_LEARNING_SETTINGS | _TUNING_SETTINGS | {"balanced_sampling"}}
+    assert key == hashlib.sha256(json.dumps(before_the_option, sort_keys=True, default=str).encode()).hexdigest()
     # ... where the run's files go and how a search is sized do not
     assert training_settings_key(laptop.replace(artifacts_dir=laptop.artifacts_dir / "x", tuner_max_epochs=5)) == key
 

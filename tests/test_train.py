@@ -206,6 +206,14 @@ def test_balanced_sampling_draws_each_class_equally_often_and_replaces_class_wei
     assert load_config("laptop").replace(balanced_sampling=True, class_weighting=False).balanced_sampling
 
 
+def test_cli_refuses_balanced_sampling_with_class_weights_before_training(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--balanced-sampling",
+                             "--class-weights", "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                            env=_env(tmp_path), timeout=300)
+    assert result.returncode != 0 and "leave out --class-weights or --balanced-sampling" in result.stderr
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_cli_rejects_unknown_fine_tune_stages(tmp_path):
     result = subprocess.run([sys.executable, "-m", "liverlib.cli", "train", "--profile", "quick", "--fine-tune",
                              "conv9,head", "--out", str(tmp_path / "r")], capture_output=True, text=True,
