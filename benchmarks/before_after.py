@@ -65,6 +65,9 @@ def score(run_dir: Path, pointing_limit: int | None) -> dict:
         "test_macro_f1": float(metrics["macro_f1"]), "test_macro_f1_ci95": metrics["ci95"]["macro_f1"],
         "test_balanced_accuracy": float(metrics["balanced_accuracy"]),
         "test_f1_per_class": {c: float(v["f1"]) for c, v in metrics["per_class"].items()},
+        # what the model answers: a model that gives one class to every slice "detects" every lesion of that class
+        "test_predicted_share": {str(c): float(v) for c, v in
+                                 evaluation.predictions["predicted"].value_counts(normalize=True).items()},
         "pointing_game": {"slices": int(len(pointing)),
                           "hit_rate": float(pointing["hit"].mean()) if len(pointing) else None,
                           "chance": float(pointing["area"].mean()) if len(pointing) else None,

@@ -198,7 +198,8 @@ def seeds_table(path: str | os.PathLike | None = None):
 
 def before_after(path: str | os.PathLike | None = None):
     """``benchmarks/results/before_after.json`` (``benchmarks/before_after.py``) as two tables: per run (``before``,
-    ``after``), the test scores and the pointing game; and per run and lesion-diameter bin, the lesion slices and
+    ``after``), the test scores, the class it answers most often on the test split with that answer's share, and
+    the pointing game; and per run and lesion-diameter bin, the lesion slices and
     the shares predicted abnormal and predicted as their true class (the layout of
     :func:`liverlib.lesion_size.sensitivity_by_lesion_size`, with the run in place of the class)."""
     import pandas as pd  # local: heavy dependency
@@ -217,8 +218,11 @@ def before_after(path: str | os.PathLike | None = None):
     for name, run in runs.items():
         low, high = _interval(run)
         game = run.get("pointing_game") or {}
+        shares = run.get("test_predicted_share") or {}
+        top = max(shares, key=shares.get) if shares else None
         scores.append({"run": name, "test macro-F1": run.get("test_macro_f1"), "CI low": low, "CI high": high,
                        "balanced accuracy": run.get("test_balanced_accuracy"), "kept epoch": run.get("kept_epoch"),
+                       "most frequent answer": top, "its share": shares.get(top),
                        "lesion slices (Grad-CAM)": game.get("slices"), "pointing hit rate": game.get("hit_rate"),
                        "chance": game.get("chance"), "mass inside": game.get("mass_inside")})
         for row in run.get("by_lesion_size") or []:

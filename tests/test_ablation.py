@@ -153,6 +153,7 @@ def test_before_and_after_reads_scores_pointing_and_lesion_sizes_and_refuses_a_b
     def run(f1, hit, shares):
         return {"test_macro_f1": f1, "test_macro_f1_ci95": [f1 - 0.1, f1 + 0.1], "test_balanced_accuracy": 0.5,
                 "kept_epoch": 3, "pointing_game": {"slices": 20, "hit_rate": hit, "chance": 0.04, "mass_inside": 0.1},
+                "test_predicted_share": {"benign": shares[0], "normal": 1 - shares[0]},
                 "by_lesion_size": [{"diameter": "<10 mm", "slices": 5, "predicted_abnormal": shares[0],
                                     "predicted_true_class": shares[0] / 2},
                                    {"diameter": "10-20 mm", "slices": 0, "predicted_abnormal": None,
@@ -164,6 +165,8 @@ def test_before_and_after_reads_scores_pointing_and_lesion_sizes_and_refuses_a_b
     assert list(scores.index) == ["before", "after"]
     assert scores.loc["after", "test macro-F1"] == 0.35 and scores.loc["after", "CI low"] == pytest.approx(0.25)
     assert scores.loc["before", "pointing hit rate"] == 0.0 and scores.loc["after", "chance"] == 0.04
+    assert scores.loc["before", "most frequent answer"] == "normal" and scores.loc["before", "its share"] == 0.6
+    assert scores.loc["after", "most frequent answer"] == "benign" and scores.loc["after", "its share"] == 0.8
     assert by_size.loc[("after", "<10 mm"), "predicted abnormal"] == 0.8
     assert by_size.loc[("before", "<10 mm"), "predicted true class"] == 0.2
     assert np.isnan(by_size.loc[("before", "10-20 mm"), "predicted abnormal"])  # an empty bin has no share
