@@ -134,6 +134,22 @@ def predicted_shares(recipe: str, path: str | os.PathLike | None = None):
     return table.fillna(0.0)
 
 
+def _benchmark_runs(path, file_name: str, benchmark: str, what: str, kind: str) -> dict:
+    """The non-empty ``runs`` of a benchmark's result file (``path``, else ``file_name`` in the results), or a
+    clear error: the file missing (``no {what}``), not such a result (``not {kind}``), or without runs."""
+    path = Path(path) if path is not None else default_path(file_name)
+    rerun = f"`python -m benchmarks.{benchmark}`"
+    if path is None or not path.is_file():
+        raise LiverlibError(f"no {what} (benchmarks/results/{file_name}); run {rerun} in a source checkout")
+    try:
+        runs = json.loads(path.read_text()).get("runs")
+    except (ValueError, AttributeError) as exc:
+        raise LiverlibError(f"{path.name} is not {kind} ({exc}); rerun {rerun}") from None
+    if not isinstance(runs, dict) or not runs:
+        raise LiverlibError(f"{path.name} holds no runs; rerun {rerun}")
+    return runs
+
+
 CEILING_COLUMNS = ("profile", "crop", "input size", "test macro-F1", "CI low", "CI high", "train macro-F1",
                    "best epoch", "max epochs", "seconds")
 
@@ -144,16 +160,7 @@ def ceiling_table(path: str | os.PathLike | None = None):
     of the most allowed, and the training time in seconds."""
     import pandas as pd  # local: heavy dependency
 
-    path = Path(path) if path is not None else default_path("phantom_ceiling.json")
-    if path is None or not path.is_file():
-        raise LiverlibError("no ceiling results (benchmarks/results/phantom_ceiling.json); run "
-                            "`python -m benchmarks.phantom_ceiling` in a source checkout")
-    try:
-        runs = json.loads(path.read_text()).get("runs")
-    except (ValueError, AttributeError) as exc:
-        raise LiverlibError(f"{path.name} is not a ceiling result ({exc}); rerun the benchmark") from None
-    if not isinstance(runs, dict) or not runs:
-        raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.phantom_ceiling`")
+    runs = _benchmark_runs(path, "phantom_ceiling.json", "phantom_ceiling", "ceiling results", "a ceiling result")
     rows = []
     for name, run in runs.items():
         low, high = _interval(run)
@@ -175,16 +182,8 @@ def seeds_table(path: str | os.PathLike | None = None):
     seed's figure. The file may hold only some runs while the benchmark runs."""
     import pandas as pd  # local: heavy dependency
 
-    path = Path(path) if path is not None else default_path("recipe_seeds.json")
-    if path is None or not path.is_file():
-        raise LiverlibError("no results of the recipes with several seeds (benchmarks/results/recipe_seeds.json); "
-                            "run `python -m benchmarks.recipe_seeds` in a source checkout")
-    try:
-        runs = json.loads(path.read_text()).get("runs")
-    except (ValueError, AttributeError) as exc:
-        raise LiverlibError(f"{path.name} is not a result of benchmarks.recipe_seeds ({exc}); rerun it") from None
-    if not isinstance(runs, dict) or not runs:
-        raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.recipe_seeds`")
+    runs = _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
+                           "a result of benchmarks.recipe_seeds")
     rows = []
     for recipe, records in runs.items():
         f1 = pd.Series([r.get("test_macro_f1") for r in records], dtype=float)
@@ -204,16 +203,8 @@ def before_after(path: str | os.PathLike | None = None):
     :func:`liverlib.lesion_size.sensitivity_by_lesion_size`, with the run in place of the class)."""
     import pandas as pd  # local: heavy dependency
 
-    path = Path(path) if path is not None else default_path("before_after.json")
-    if path is None or not path.is_file():
-        raise LiverlibError("no before-and-after results (benchmarks/results/before_after.json); run "
-                            "`python -m benchmarks.before_after` in a source checkout")
-    try:
-        runs = json.loads(path.read_text()).get("runs")
-    except (ValueError, AttributeError) as exc:
-        raise LiverlibError(f"{path.name} is not a result of benchmarks.before_after ({exc}); rerun it") from None
-    if not isinstance(runs, dict) or not runs:
-        raise LiverlibError(f"{path.name} holds no runs; rerun `python -m benchmarks.before_after`")
+    runs = _benchmark_runs(path, "before_after.json", "before_after", "before-and-after results",
+                           "a result of benchmarks.before_after")
     scores, sizes = [], []
     for name, run in runs.items():
         low, high = _interval(run)
