@@ -139,8 +139,8 @@ def main(argv=None) -> dict:
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(0)
     if args.smoke:  # the script's machinery (backend, timing, merge), without ResNet-50's 45 s first trace
-        model = keras.Sequential([keras.Input((args.size, args.size, 3)), keras.layers.Conv2D(4, 3, strides=4),
-                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(4, activation="softmax")])
+        from benchmarks.common import tiny_model  # local, as the other helpers of common
+        model = tiny_model(keras, args.size, 4)
     else:
         model = build_modified_resnet50(4, args.size)
     jit_compile = True if args.xla else False if args.no_jit else "auto"

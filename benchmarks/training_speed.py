@@ -85,9 +85,8 @@ def _worker(spec: dict) -> dict:
     paper = load_config("paper")
     manifest = scan_dataset(spec["data"]).manifest
     if spec.get("model") == "tiny":  # smoke mode: the benchmark's machinery, without ResNet-50's 40 s trace
-        model = keras.Sequential([keras.Input((size, size, 3)), keras.layers.Conv2D(4, 3, strides=4),
-                                  keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(len(CLASS_NAMES),
-                                                                                            activation="softmax")])
+        from benchmarks.common import tiny_model  # local, as the other helpers of common
+        model = tiny_model(keras, size, len(CLASS_NAMES))
     else:
         model = build_modified_resnet50(len(CLASS_NAMES), size)
 
