@@ -195,6 +195,26 @@ def seeds_table(path: str | os.PathLike | None = None):
     return pd.DataFrame(rows, columns=("recipe", *SEEDS_COLUMNS)).set_index("recipe")
 
 
+def paired_seeds(recipe: str, baseline: str, path: str | os.PathLike | None = None):
+    """``recipe`` against ``baseline`` seed by seed (``benchmarks/results/recipe_seeds.json``): one row per seed
+    that both have finished, with each one's test macro-F1 and the difference (recipe minus baseline). A seed
+    fixes the initial weights of both runs, so the pairs compare the two recipes from the same start. An
+    unknown recipe is a clear error; no shared seed gives an empty table."""
+    import pandas as pd  # local: heavy dependency
+
+    runs = _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
+                           "a result of benchmarks.recipe_seeds")
+    for name in (recipe, baseline):
+        if name not in runs:
+            raise LiverlibError(f"no recipe {name!r} in the seeds results; there are: {', '.join(runs)}")
+    scores = {name: {r.get("seed"): r.get("test_macro_f1") for r in runs[name]} for name in (recipe, baseline)}
+    shared = [seed for seed in scores[baseline] if seed in scores[recipe]]
+    table = pd.DataFrame({baseline: [scores[baseline][s] for s in shared], recipe: [scores[recipe][s] for s in shared]},
+                         index=pd.Index(shared, name="seed"), dtype=float)
+    table["difference"] = table[recipe] - table[baseline]
+    return table
+
+
 def before_after(path: str | os.PathLike | None = None):
     """``benchmarks/results/before_after.json`` (``benchmarks/before_after.py``) as two tables: per run (``before``,
     ``after``), the test scores, the class it answers most often on the test split with that answer's share, and

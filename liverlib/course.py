@@ -41,7 +41,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
                  "headline_table", "patient_level", "recompute_accuracy"),
     "baselines": ("leakage_experiment", "nearest_neighbour", "run_baselines", "small_cnn", "summary_row"),
     "pointing": ("phantom_pointing_game",),
-    "ablation": ("ablation_table", "before_after", "ceiling_table", "predicted_shares", "seeds_table"),
+    "ablation": ("ablation_table", "before_after", "ceiling_table", "paired_seeds", "predicted_shares", "seeds_table"),
     "verdict": ("majority_class", "relation", "run_folder_baselines"),
     "lesion_size": ("sensitivity_by_lesion_size",),
     "batchnorm": ("share_travelled", "time_constant", "with_moving_statistics"),

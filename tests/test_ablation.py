@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from liverlib.ablation import ablation_table, before_after, ceiling_table, changes, predicted_shares, seeds_table
+from liverlib.ablation import (ablation_table, before_after, ceiling_table, changes, paired_seeds, predicted_shares,
+                               seeds_table)
 from liverlib.errors import LiverlibError
 
 BASE = {"crop": "none", "image_size": 64, "bn_momentum": 0.99, "schedule": "constant"}
@@ -147,6 +148,24 @@ def test_the_seeds_table_summarises_each_recipe_over_its_seeds_and_refuses_a_bad
         seeds_table(path)
     with pytest.raises(LiverlibError, match="benchmarks.recipe_seeds"):
         seeds_table(tmp_path / "missing.json")
+
+
+def test_paired_seeds_compare_two_recipes_on_the_seeds_both_finished(tmp_path):
+    def run(seed, f1):
+        return {"seed": seed, "test_macro_f1": f1, "test_balanced_accuracy": 0.5}
+
+    path = tmp_path / "recipe_seeds.json"
+    path.write_text(json.dumps({"runs": {"laptop": [run(42, 0.30), run(43, 0.40), run(44, 0.35)],
+                                         "balanced-sampling": [run(43, 0.38), run(42, 0.36)]}}))
+    pairs = paired_seeds("balanced-sampling", "laptop", path)
+    assert list(pairs.index) == [42, 43] and pairs.index.name == "seed"  # seed 44: only one recipe has it
+    assert list(pairs.columns) == ["laptop", "balanced-sampling", "difference"]
+    np.testing.assert_allclose(pairs["difference"], [0.06, -0.02])
+    assert (pairs["difference"] > 0).sum() == 1
+    path.write_text(json.dumps({"runs": {"laptop": [run(42, 0.30)], "other": [run(7, 0.5)]}}))
+    assert paired_seeds("other", "laptop", path).empty
+    with pytest.raises(LiverlibError, match="no recipe 'nocrop-128'.*laptop, other"):
+        paired_seeds("nocrop-128", "laptop", path)
 
 
 def test_before_and_after_reads_scores_pointing_and_lesion_sizes_and_refuses_a_bad_file(tmp_path):
