@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     from PIL import Image
 
     from liverlib.classify import Classifier
-    from liverlib.config import CLASS_NAMES
+    from liverlib.config import CLASS_NAMES, RESNET50_BLOCKS, load_config
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom import make_slice
     from liverlib.preprocess import resize_grey, to_model_input
@@ -68,7 +68,10 @@ def main(argv=None) -> dict:
     keras.utils.set_random_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
-        build_modified_resnet50(len(CLASS_NAMES), args.size).save(run / MODEL_FILE)
+        # smoke: the quick profile's ResNet-14 (the machinery, without ResNet-50's graph-building time)
+        build_modified_resnet50(len(CLASS_NAMES), args.size,
+                                blocks=load_config("quick").backbone_blocks if args.smoke else RESNET50_BLOCKS,
+                                ).save(run / MODEL_FILE)
         (run / CARD_FILE).write_text(json.dumps({"class_names": list(CLASS_NAMES), "input_size": args.size,
                                                  "window": {"level": 40, "width": 400}, "synthetic_data": True}))
         classifier = Classifier(run)
@@ -99,6 +102,7 @@ def main(argv=None) -> dict:
             "target_forward_ms": 70, "target_speedup_vs_predict": 3,
             # this machine's dense-arithmetic rate in the same run: a forward pass is read against it
             "matmul": matmul_gflops(n=1024 if args.smoke else 4096),
+            "model": "ResNet-14 (smoke)" if args.smoke else "ResNet-50",
             "machine": machine_info(),
         }
     result["forward_ms"] = result["forward_litert"]["median_ms"]  # classify's forward pass (LiteRT, or TF without it)

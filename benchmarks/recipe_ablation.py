@@ -129,7 +129,8 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
     train_ds, val_ds, test_ds = pipeline(train, True), pipeline(rows["val"], False), pipeline(rows["test"], False)
 
     def build(learning_rate):
-        model = build_modified_resnet50(k, size, config.dense_units, config.dropout, recipe["weights"])
+        model = build_modified_resnet50(k, size, config.dense_units, config.dropout, recipe["weights"],
+                                        blocks=config.backbone_blocks)
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = recipe["bn_momentum"]

@@ -93,7 +93,9 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="study-latency-") as tmp:
         run, folder = Path(tmp) / "run", Path(tmp) / "P00001"
         run.mkdir()
-        build_modified_resnet50(len(CLASS_NAMES), size).save(run / MODEL_FILE)
+        # smoke: the quick profile's ResNet-14 (the machinery, without ResNet-50's graph-building time)
+        blocks = load_config("quick").backbone_blocks if args.smoke else laptop.backbone_blocks
+        build_modified_resnet50(len(CLASS_NAMES), size, blocks=blocks).save(run / MODEL_FILE)
         card = {"class_names": list(CLASS_NAMES), "input_size": size, "crop": laptop.crop, "synthetic_data": True,
                 "window": {"level": laptop.window_level, "width": laptop.window_width}}
         (run / CARD_FILE).write_text(json.dumps(card))
@@ -156,6 +158,7 @@ def main(argv=None) -> dict:
         outputs = [fn() for fn in paths.values()]
         result["forward"]["max_abs_difference"] = max(float(np.abs(o - outputs[0]).max()) for o in outputs)
     result["peak_memory_mib"] = _peak_mib()
+    result["model"] = "ResNet-14 (smoke)" if args.smoke else "ResNet-50"
     result["machine"] = machine_info()
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     write_result("study_latency_smoke" if args.smoke else "study_latency", result)

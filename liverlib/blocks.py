@@ -20,6 +20,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from liverlib.config import RESNET50_BLOCKS
+
 BN_EPSILON = 1.001e-5  # as keras.applications.ResNet50
 
 
@@ -74,18 +76,26 @@ def dense(x, units: int, activation: str, name: str, dtype: str | None = None):
     return layers.Dense(units, activation=activation, name=name, dtype=dtype)(x)
 
 
-def resnet50_backbone(inputs):
-    """ResNet-50 without its top, from the blocks above: stem, then stages of 3, 4, 6 and 3 blocks."""
+def resnet50_backbone(inputs, blocks: tuple[int, ...] = RESNET50_BLOCKS):
+    """ResNet-50 without its top, from the blocks above: stem, then stages of 3, 4, 6 and 3 blocks.
+
+    ``blocks``: the blocks per stage. Fewer (the quick profile's (1, 1, 1, 1), a ResNet-14) keep the stem, the
+    four stages with their downsampling and channel counts, the layer names and the output shape, with a
+    fraction of the layers: the model CI and nbval train to check the pipeline in seconds. Only ResNet-50's
+    (3, 4, 6, 3) takes ImageNet weights.
+    """
+    if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
+        raise ValueError(f"blocks per stage must be four whole numbers of at least 1, got {blocks!r}")
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
     x = batch_norm(x, "conv1_bn")
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    x = stage(x, 64, 3, stride=1, name="conv2")
-    x = stage(x, 128, 4, stride=2, name="conv3")
-    x = stage(x, 256, 6, stride=2, name="conv4")
-    return stage(x, 512, 3, stride=2, name="conv5")
+    x = stage(x, 64, int(blocks[0]), stride=1, name="conv2")
+    x = stage(x, 128, int(blocks[1]), stride=2, name="conv3")
+    x = stage(x, 256, int(blocks[2]), stride=2, name="conv4")
+    return stage(x, 512, int(blocks[3]), stride=2, name="conv5")
 
 
 def block_model(input_shape: tuple[int, int, int], filters: int, stride: int, projection: bool, name: str):

@@ -13,7 +13,7 @@ import importlib
 
 _HOMES: dict[str, tuple[str, ...]] = {
     "config": ("CLASS_NAMES", "PAPER_CLASS_SUPPORT", "PROFILE_NAMES", "estimate_training_seconds",
-               "format_duration", "load_config"),
+               "format_duration", "load_config", "resnet_depth"),
     "environment": ("speed_settings", "versions"),
     "teaching": ("quick_config", "shown_path"),
     "facts": ("fact", "glue"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from liverlib.errors import LiverlibError
-from liverlib.model import LAST_CONV_LAYER
+from liverlib.model import last_conv_layer
 
 
 class GradCam:
@@ -29,10 +29,11 @@ class GradCam:
     resolution of ``layer`` (S/32) and in [0, 1]; :func:`upsample` brings them to the slice.
     """
 
-    def __init__(self, model, layer: str = LAST_CONV_LAYER):
+    def __init__(self, model, layer: str | None = None):
         import keras  # local: heavy dependency
         import tensorflow as tf
 
+        layer = layer or last_conv_layer(model)  # conv5_block3_out in ResNet-50
         try:
             target = model.get_layer(layer)
         except ValueError:
@@ -69,7 +70,7 @@ class GradCam:
         return probs.numpy(), cam.numpy()
 
 
-def grad_cam(model, x: np.ndarray, class_index: int | None = None, layer: str = LAST_CONV_LAYER):
+def grad_cam(model, x: np.ndarray, class_index: int | None = None, layer: str | None = None):
     """Probabilities and Grad-CAM heatmaps (at the layer's resolution, in [0, 1]) for a batch or one image."""
     return GradCam(model, layer)(x, class_index)
 

@@ -21,11 +21,22 @@ import keras
 from keras import layers
 
 from liverlib.blocks import batch_norm, dense, global_average_pool, resnet50_backbone
+from liverlib.config import RESNET50_BLOCKS, resnet_depth
 from liverlib.errors import LiverlibError
 from liverlib.weights import IMAGENET_NOTOP_FILE, KERAS_RESNET50_NOTOP_MD5, file_hash, obtain_imagenet_weights, report
 from liverlib.weights import normalisation_for  # noqa: F401  (re-exported: the normalisation a model's weights need)
 
-LAST_CONV_LAYER = "conv5_block3_out"
+LAST_CONV_LAYER = "conv5_block3_out"  # ResNet-50's; a backbone with other blocks per stage: last_conv_layer(model)
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """The name of the backbone's last convolutional block (``conv5_block3_out`` in ResNet-50), where Grad-CAM
+    reads its feature maps; a clear error when the model has none."""
+    names = [layer.name for layer in model.layers if layer.name.startswith("conv5_block") and layer.name.endswith("_out")]
+    if not names:
+        raise LiverlibError(f"the model {model.name!r} has no conv5 block output (conv5_block<N>_out); Grad-CAM needs "
+                            "the last convolutional block of a ResNet backbone built by liverlib")
+    return names[-1]
 
 
 def copy_weights_by_name(source: keras.Model, target: keras.Model) -> int:
@@ -54,7 +65,7 @@ def _load_backbone_weights(model: keras.Model, weights: str | os.PathLike, input
 
 def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_units: int = 256,
                             dropout: float = 0.5, weights: str | os.PathLike | None = None,
-                            bn_momentum: float = 0.99) -> keras.Model:
+                            bn_momentum: float = 0.99, blocks: tuple[int, ...] = RESNET50_BLOCKS) -> keras.Model:
     """ResNet-50 (from the paper's equations) with the paper's Table 1 head.
 
     ``weights``: None for random initialisation; ``"imagenet"`` for Keras' published ImageNet weights, from
@@ -69,21 +80,32 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
     ``bn_momentum``: the momentum of every batch-normalisation layer's moving statistics (Keras' 0.99 by
     default; a short run from random weights wants a lower one, so the statistics used at evaluation keep
     up with the weights).
+
+    ``blocks``: bottleneck blocks per stage, ResNet-50's (3, 4, 6, 3) unless a profile asks for fewer (the quick
+    profile's (1, 1, 1, 1), a ResNet-14 for CI); the model is then named after its depth, and takes no
+    ImageNet weights.
     """
     if num_classes < 2:
         raise LiverlibError(f"a classifier needs at least 2 classes, got {num_classes}")
     if input_size < 32:
         raise LiverlibError(f"ResNet-50 needs inputs of at least 32 x 32 pixels, got {input_size}")
+    blocks = tuple(int(b) for b in blocks)
+    if blocks != RESNET50_BLOCKS and weights is not None:
+        raise LiverlibError(f"ImageNet weights fit ResNet-50's blocks per stage {RESNET50_BLOCKS}, not {blocks}; "
+                            "train this backbone from random initialisation (weights=None)")
     input_shape = (input_size, input_size, 3)
     inputs = keras.Input(input_shape, name="image")
-    features = resnet50_backbone(inputs)
+    try:
+        features = resnet50_backbone(inputs, blocks)
+    except ValueError as exc:
+        raise LiverlibError(str(exc)) from None
     x = global_average_pool(features, name="avg_pool")
     x = batch_norm(x, name="head_bn")
     x = layers.Dropout(dropout, name="head_dropout1")(x)
     x = dense(x, dense_units, "relu", name="head_dense")
     x = layers.Dropout(dropout, name="head_dropout2")(x)
     outputs = dense(x, num_classes, "softmax", name="predictions", dtype="float32")  # float32 under mixed precision
-    model = keras.Model(inputs, outputs, name="modified_resnet50")
+    model = keras.Model(inputs, outputs, name=f"modified_resnet{resnet_depth(blocks)}")
     for layer in model.layers:
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = float(bn_momentum)

@@ -37,7 +37,8 @@ CURVES_FILE = "curves.png"
 BACKUP_DIR = "backup"
 CARD_SCHEMA_VERSION = 3  # 1: before schema_version existed; 2: added it; 3: added crop and input_normalisation
 # what a card of an older version means for the keys added since (read_card fills them in)
-CARD_DEFAULTS = {"crop": "none", "input_normalisation": "unit"}  # the whole slice, /255: the paper's input
+# the whole slice, /255: the paper's input; and ResNet-50, the backbone of every run before the card named it
+CARD_DEFAULTS = {"crop": "none", "input_normalisation": "unit", "backbone": "ResNet-50"}
 CARD_REQUIRED = ("class_names", "input_size", "window")  # what classify needs to apply the model
 
 T = TypeVar("T")

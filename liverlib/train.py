@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of, normal_class
-from liverlib.config import (CHECKPOINT_METRICS, RunConfig, estimate_training_seconds, format_duration,
+from liverlib.config import (CHECKPOINT_METRICS, RunConfig, estimate_training_seconds, format_duration, resnet_depth,
                              training_settings_key)
 from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
@@ -291,7 +291,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         else:
             with precision_policy(config):
                 model = build_modified_resnet50(len(class_names), config.image_size, config.dense_units,
-                                                config.dropout, config.weights, config.bn_momentum)
+                                                config.dropout, config.weights, config.bn_momentum,
+                                                config.backbone_blocks)
             done = 0
             started_file.write_text(json.dumps({"weights": model.weights_source,
                                                 "checkpoint_metric": config.checkpoint_metric}) + "\n")
@@ -307,7 +308,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         cw = class_weights_for(config, train_rows["label"].to_numpy(), len(class_names))
         seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
         print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
-              f"{config.image_size} px; estimated time on a 2-core CPU: {format_duration(seconds)} "
+              f"{config.image_size} px (ResNet-{resnet_depth(config.backbone_blocks)}); estimated time on a 2-core CPU: {format_duration(seconds)} "
               f"(plus about a minute to build the graph); weights: {model.weights_source}; "
               f"{len(class_names)} classes: {', '.join(class_names)}")
         if cw:
@@ -359,6 +360,7 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
         "preprocessing": (f"decode (DICOM: HU, then window) -> grey -> crop ({config.crop}) -> resize (bilinear) -> "
                           f"3 channels -> normalise ({normalisation})"),
         "profile": config.profile, "seed": config.seed,
+        "backbone": f"ResNet-{resnet_depth(config.backbone_blocks)}",  # 50 except the quick profile's CI model (14)
         "settings_sha256": training_settings_key(config, class_names=class_names),
         "epochs_run": int(len(history)),
         "best_epoch": best_epoch(history, config.checkpoint_metric),

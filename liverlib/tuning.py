@@ -73,7 +73,8 @@ def _hypermodel_class():
             hp.Float("lr_drop_factor", *SEARCH_SPACE["lr_drop_factor"][:2], step=SEARCH_SPACE["lr_drop_factor"][2])
             with precision_policy(self.config):
                 model = build_modified_resnet50(len(self.class_names), self.config.image_size, units, dropout,
-                                                self.config.weights, self.config.bn_momentum)
+                                                self.config.weights, self.config.bn_momentum,
+                                                self.config.backbone_blocks)
             # the macro-F1 objective is a compiled metric: Keras logs it as val_macro_f1 for the tuner
             compile_for_training(model, self.config, self.steps_per_epoch, macro_f1=self.objective == "val_macro_f1")
             return model

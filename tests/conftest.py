@@ -25,10 +25,12 @@ def _isolated_env(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A run folder with an untrained modified ResNet-50 (64 px) and a model card, as training writes them.
+    """A run folder with an untrained modified ResNet-14 (64 px; the quick profile's backbone: ResNet-50's stem,
+    stages, layer names and output shape with one block per stage) and a model card, as training writes them.
 
     Untrained weights are enough to test everything that reads a run (decoding, preprocessing, class order,
-    Grad-CAM, the CLI, the widget) without spending a minute on training.
+    Grad-CAM, the CLI, the widget, the LiteRT conversion) without spending a minute on training; the small
+    backbone makes each model load, graph trace and conversion a fraction of ResNet-50's.
     """
     import json
 
@@ -40,7 +42,7 @@ def tiny_run(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    model = build_modified_resnet50(len(CLASS_NAMES), 64)
+    model = build_modified_resnet50(len(CLASS_NAMES), 64, blocks=(1, 1, 1, 1))
     model.save(run_dir / MODEL_FILE)
     card = {"class_names": list(CLASS_NAMES), "input_size": 64, "window": {"level": 40.0, "width": 400.0},
             "profile": "test", "seed": 0, "synthetic_data": True, "metrics": {}}

@@ -29,7 +29,8 @@ def test_training_settings_key_follows_what_training_learns_from():
     assert len(key) == 64 and key == training_settings_key(load_config("laptop"))
     # anything that changes the trained model changes the key ...
     for change in (dict(image_size=96), dict(class_weighting=False), dict(learning_rate=3e-4), dict(seed=1),
-                   dict(epochs=9), dict(balanced_sampling=True, class_weighting=False)):
+                   dict(epochs=9), dict(balanced_sampling=True, class_weighting=False),
+                   dict(backbone_blocks=(1, 1, 1, 1), weights=None)):
         assert training_settings_key(laptop.replace(**change)) != key, change
     # an option added later is keyed only when set, so earlier runs (which never had it) keep their key
     import dataclasses
@@ -39,10 +40,26 @@ def test_training_settings_key_follows_what_training_learns_from():
     from liverlib.config import _NOT_LEARNING_SETTINGS, _TUNING_SETTINGS
 
     before_the_option = {k: v for k, v in dataclasses.asdict(laptop).items()
-                         if k not in _NOT_LEARNING_SETTINGS | _TUNING_SETTINGS | {"balanced_sampling"}}
+                         if k not in _NOT_LEARNING_SETTINGS | _TUNING_SETTINGS | {"balanced_sampling", "backbone_blocks"}}
     assert key == hashlib.sha256(json.dumps(before_the_option, sort_keys=True, default=str).encode()).hexdigest()
     # ... where the run's files go and how a search is sized do not
     assert training_settings_key(laptop.replace(artifacts_dir=laptop.artifacts_dir / "x", tuner_max_epochs=5)) == key
+
+
+def test_every_profile_a_reader_trains_is_resnet50_and_the_quick_one_a_resnet14():
+    from liverlib.config import RESNET50_BLOCKS, resnet_depth
+
+    assert resnet_depth() == 50 and resnet_depth((1, 1, 1, 1)) == 14
+    for name in ("paper", "laptop"):
+        assert load_config(name).backbone_blocks == RESNET50_BLOCKS
+    quick = load_config("quick")
+    assert quick.backbone_blocks == (1, 1, 1, 1) and "ResNet-14" in quick.describe()
+    assert quick.replace(backbone_blocks=[3, 4, 6, 3]).backbone_blocks == RESNET50_BLOCKS  # a card's JSON list
+    with pytest.raises(LiverlibError, match="fit ResNet-50"):
+        quick.replace(weights="imagenet")
+    for bad in ((1, 1, 1), (0, 1, 1, 1), "deep"):
+        with pytest.raises(LiverlibError, match="four whole numbers"):
+            quick.replace(backbone_blocks=bad)
 
 
 def test_profiles_get_smaller_from_paper_to_quick():

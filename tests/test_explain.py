@@ -8,10 +8,11 @@ def test_gradcam_shape_range_and_the_pointing_game():
     import keras
 
     from liverlib.explain import grad_cam, overlay, pointing_game, upsample
-    from liverlib.model import build_modified_resnet50
+    from liverlib.model import build_modified_resnet50, last_conv_layer
 
     keras.utils.set_random_seed(0)
-    model = build_modified_resnet50(4, 64)
+    model = build_modified_resnet50(4, 64, blocks=(1, 1, 1, 1))  # the quick profile's ResNet-14
+    assert last_conv_layer(model) == "conv5_block1_out"  # found in the model: ResNet-50's is conv5_block3_out
     x = np.random.default_rng(0).random((2, 64, 64, 3)).astype("float32")
     probs, heat = grad_cam(model, x)
     assert probs.shape == (2, 4) and heat.shape == (2, 2, 2)  # conv5 is 1/32 of the input

@@ -148,8 +148,24 @@ def test_freezing_stages(ours):
     assert all(layer.trainable for layer in ours.layers)
 
 
+def test_fewer_blocks_per_stage_keep_the_stages_names_and_output_shape(ours):
+    from liverlib.model import last_conv_layer
+
+    small = build_modified_resnet50(4, 64, blocks=(1, 1, 1, 1))
+    assert small.name == "modified_resnet14" and ours.name == "modified_resnet50"
+    assert last_conv_layer(small) == "conv5_block1_out" and last_conv_layer(ours) == LAST_CONV_LAYER
+    assert small.get_layer("conv5_block1_out").output.shape == ours.get_layer(LAST_CONV_LAYER).output.shape
+    assert len(small.layers) < len(ours.layers) / 2 and small.output.shape == ours.output.shape
+    assert list(layer_table(small)["layer"].str.split(" ").str[0][:5]) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    with pytest.raises(LiverlibError, match="no conv5 block output"):
+        last_conv_layer(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+
+
 @pytest.mark.parametrize("kwargs,message", [(dict(num_classes=1), "at least 2 classes"),
-                                            (dict(input_size=16), "at least 32 x 32")])
+                                            (dict(input_size=16), "at least 32 x 32"),
+                                            (dict(blocks=(1, 1, 1)), "four whole numbers"),
+                                            (dict(blocks=(1, 0, 1, 1)), "four whole numbers"),
+                                            (dict(blocks=(1, 1, 1, 1), weights="imagenet"), "fit ResNet-50")])
 def test_bad_model_arguments(kwargs, message):
     with pytest.raises(LiverlibError, match=message):
         build_modified_resnet50(**{"num_classes": 4, "input_size": 64, **kwargs})

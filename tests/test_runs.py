@@ -38,6 +38,7 @@ def test_a_run_with_an_old_card_classifies(tiny_run, tmp_path):
     loaded = load_run(run)
     assert loaded.card["profile"] == "laptop" and loaded.model.inputs[0].shape[1] == 64
     assert (loaded.card["crop"], loaded.card["input_normalisation"]) == ("none", "unit")  # what it was trained with
+    assert loaded.card["backbone"] == "ResNet-50"  # every run before the quick profile's ResNet-14
     assert get_classifier(run).class_names == list(CLASS_NAMES)
 
 
@@ -53,12 +54,13 @@ def test_new_cards_carry_the_schema_version_and_keep_the_old_format(tmp_path):
     written = json.loads((tmp_path / CARD_FILE).read_text())
     assert written["schema_version"] == CARD_SCHEMA_VERSION == 3
     old = json.loads(OLD_CARD.read_text())
-    # normal_class: optional (read_card fills it in for older cards), so no new schema version
-    assert set(written) == set(old) | {"schema_version", "crop", "input_normalisation", "normal_class"}
+    # normal_class, backbone: optional (read_card fills them in for older cards), so no new schema version
+    assert set(written) == set(old) | {"schema_version", "crop", "input_normalisation", "normal_class", "backbone"}
+    assert written["backbone"] == "ResNet-50" and read_card(tmp_path)["backbone"] == "ResNet-50"
     assert written["class_names"] == ["benign", "normal"] and written["normal_class"] == "normal"
     assert (written["crop"], written["input_normalisation"]) == (config.crop, "unit")
     recipe_levers = {"crop", "weights", "bn_momentum", "lr_schedule", "label_smoothing",  # config fields since v2
-                     "checkpoint_metric", "balanced_sampling"}
+                     "checkpoint_metric", "balanced_sampling", "backbone_blocks"}
     assert set(written["config"]) == set(old["config"]) | recipe_levers and set(written["window"]) == set(old["window"])
     assert read_card(tmp_path)["best_epoch"] == 1
 
