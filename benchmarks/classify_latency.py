@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     from PIL import Image
 
     from liverlib.classify import Classifier
-    from liverlib.config import CLASS_NAMES, RESNET50_BLOCKS, load_config
+    from liverlib.config import CLASS_NAMES, RESNET50_BLOCKS, load_config, relative_compute
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom import make_slice
     from liverlib.preprocess import resize_grey, to_model_input
@@ -73,7 +73,8 @@ def main(argv=None) -> dict:
                                 blocks=load_config("quick").backbone_blocks if args.smoke else RESNET50_BLOCKS,
                                 ).save(run / MODEL_FILE)
         (run / CARD_FILE).write_text(json.dumps({"class_names": list(CLASS_NAMES), "input_size": args.size,
-                                                 "window": {"level": 40, "width": 400}, "synthetic_data": True}))
+                                                 "window": {"level": 40, "width": 400}, "synthetic_data": True,
+                                                 "backbone": "ResNet-14" if args.smoke else "ResNet-50"}))
         classifier = Classifier(run)
         convert_start = time.perf_counter()
         fast = classifier.fast  # converts to LiteRT (once per model) if the runtime is installed
@@ -103,12 +104,14 @@ def main(argv=None) -> dict:
             # this machine's dense-arithmetic rate in the same run: a forward pass is read against it
             "matmul": matmul_gflops(n=1024 if args.smoke else 4096),
             "model": "ResNet-14 (smoke)" if args.smoke else "ResNet-50",
+            "relative_compute": relative_compute(load_config("quick").backbone_blocks) if args.smoke else 1.0,
             "machine": machine_info(),
         }
     result["forward_ms"] = result["forward_litert"]["median_ms"]  # classify's forward pass (LiteRT, or TF without it)
     result["speedup_vs_predict"] = result["naive_predict"]["median_ms"] / result["forward_ms"]
     if "matmul" in result:
-        result["forward_gflops"] = GFLOP_PER_IMAGE_224_FORWARD * (args.size / 224) ** 2 / (result["forward_ms"] / 1000)
+        result["forward_gflops"] = (GFLOP_PER_IMAGE_224_FORWARD * result["relative_compute"] * (args.size / 224) ** 2
+                                    / (result["forward_ms"] / 1000))
         result["forward_fraction_of_matmul"] = result["forward_gflops"] / result["matmul"]["gflops_median"]
     result["tf_function_speedup_vs_predict"] = (result["naive_predict"]["median_ms"]
                                                 / result["forward_tf_function"]["median_ms"])

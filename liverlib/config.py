@@ -2,7 +2,7 @@
 
 A profile fixes the size of a run: how much phantom data, which image size, how many epochs. Three exist:
 
-* ``quick``: CI and nbval. Tiny data, small images, 1-2 epochs, and a ResNet-14 (ResNet-50's stem, stages,
+* ``quick``: CI, nbval and the exercise solutions. Tiny data, small images, 1-2 epochs, and a ResNet-14 (ResNet-50's stem, stages,
   layer names and output shape with one bottleneck block per stage: each model's graph builds in a third of
   the time); finishes in seconds to a few minutes. It takes the laptop profile's crop and batch-norm
   momentum, so CI runs the code paths the book runs, but never asks the network for weights.
@@ -25,6 +25,7 @@ figures go).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,37 @@ def resnet_depth(blocks: tuple[int, ...] = RESNET50_BLOCKS) -> int:
     """The weighted layers of a bottleneck ResNet with these blocks per stage (He et al.'s count: the stem's
     convolution, three per block, the classifier): 50 for ResNet-50's (3, 4, 6, 3), 14 for (1, 1, 1, 1)."""
     return 1 + 3 * sum(blocks) + 1
+
+
+# multiply-accumulates of one forward pass at 224 px, counted over the Conv2D and Dense layers of the models
+# build_modified_resnet50 makes: 1.236 G with one block per stage, and 0.218 G for each further (identity) block,
+# whatever its stage (half the resolution, twice the channels): 3.856 G for ResNet-50
+_GMAC_ONE_BLOCK_PER_STAGE_224, _GMAC_IDENTITY_BLOCK_224 = 1.236, 0.218
+
+
+def relative_compute(blocks: tuple[int, ...]) -> float:
+    """A backbone's forward-pass arithmetic as a share of ResNet-50's (ResNet-14: 0.32)."""
+    def gmac(b):
+        return _GMAC_ONE_BLOCK_PER_STAGE_224 + _GMAC_IDENTITY_BLOCK_224 * sum(n - 1 for n in b)
+
+    return gmac(blocks) / gmac(RESNET50_BLOCKS)
+
+
+def checked_blocks(blocks) -> tuple[int, ...]:
+    """``blocks`` as a tuple of four whole numbers of at least 1 (a list from JSON is fine), else a clear error."""
+    valid = (not isinstance(blocks, (str, bytes)) and hasattr(blocks, "__len__") and len(blocks) == 4
+             and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in blocks))
+    if not valid:
+        raise LiverlibError(f"backbone blocks per stage must be four whole numbers of at least 1 (ResNet-50: "
+                            f"{RESNET50_BLOCKS}), got {blocks!r}")
+    return tuple(int(b) for b in blocks)
+
+
+def weights_refusal(blocks: tuple[int, ...]) -> str:
+    """Why a backbone other than ResNet-50 takes no pre-trained weights, and what to do."""
+    return (f"pre-trained weights (ImageNet, or a ResNet-50 weights file) fit ResNet-50's {RESNET50_BLOCKS} blocks "
+            f"per stage, not this ResNet-{resnet_depth(blocks)} (the quick profile's test model): train it from "
+            "random initialisation (leave out --weights), or use the laptop or paper profile (--profile laptop)")
 
 
 @dataclass(frozen=True)
@@ -121,9 +153,9 @@ class RunConfig:
     # initial weights: None for random initialisation; "imagenet" for Keras' published ResNet-50 weights
     # (fetched when the network allows, else random initialisation with one message; liverlib.weights)
     weights: str | None = None
-    # bottleneck blocks per stage of the backbone: ResNet-50's (3, 4, 6, 3) in every profile a reader trains; the
-    # quick profile (CI, nbval) builds a ResNet-14 with one block per stage, the same stem, stages, layer names
-    # and output shape at a fraction of the graph-building time (random initialisation only)
+    # bottleneck blocks per stage of the backbone: ResNet-50's (3, 4, 6, 3) in the laptop and paper profiles; the
+    # quick profile (tests, nbval, exercise solutions) builds a ResNet-14 with one block per stage, the same stem,
+    # stages, layer names and output shape at a fraction of the graph-building time (random initialisation only)
     backbone_blocks: tuple[int, ...] = RESNET50_BLOCKS
     # batch-norm momentum of the moving statistics used at evaluation (Keras' default 0.99 averages over about
     # 100 steps: in a short run they lag behind the weights, and the validation answer flips between classes)
@@ -160,17 +192,10 @@ class RunConfig:
                                 "--balanced-sampling)")
         if not 0 <= self.label_smoothing < 1:
             raise LiverlibError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
-        try:  # a card's config (JSON) gives a list: the same blocks
-            blocks = tuple(int(b) for b in self.backbone_blocks)
-        except (TypeError, ValueError):
-            blocks = ()
-        if len(blocks) != 4 or min(blocks) < 1:
-            raise LiverlibError(f"backbone blocks per stage must be four whole numbers of at least 1 (ResNet-50: "
-                                f"{RESNET50_BLOCKS}), got {self.backbone_blocks!r}")
+        blocks = checked_blocks(self.backbone_blocks)  # a card's config (JSON) gives a list: the same blocks
         object.__setattr__(self, "backbone_blocks", blocks)
         if blocks != RESNET50_BLOCKS and self.weights is not None:
-            raise LiverlibError(f"ImageNet weights fit ResNet-50 ({RESNET50_BLOCKS} blocks per stage), not a "
-                                f"ResNet-{resnet_depth(blocks)}: leave out the weights, or use ResNet-50's blocks")
+            raise LiverlibError(weights_refusal(blocks))
         if not 0 < self.bn_momentum < 1:
             raise LiverlibError(f"batch-norm momentum must be in (0, 1), got {self.bn_momentum}")
 
@@ -353,8 +378,10 @@ def estimate_training_seconds(config: RunConfig, n_train: int, images_per_s: flo
         speeds = cpu_training_speeds()
         size = min({s for s, _ in speeds}, key=lambda s: (abs(s - config.image_size), s))
         batch = min((b for s, b in speeds if s == size), key=lambda b: (abs(b - config.batch_size), b))
-        # throughput scales roughly with the inverse of the pixel count
-        images_per_s = speeds[(size, batch)] * (size / config.image_size) ** 2
+        # throughput scales roughly with the inverse of the pixel count, and of the backbone's arithmetic (the
+        # rates are ResNet-50's)
+        images_per_s = (speeds[(size, batch)] * (size / config.image_size) ** 2
+                        / relative_compute(config.backbone_blocks))
     return config.epochs * n_train / images_per_s
 
 

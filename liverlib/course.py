@@ -31,7 +31,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "preprocess": ("load_images", "load_resized", "make_pipeline", "normalise", "prepare_grey",
                    "random_affine_layer", "to_model_input"),
     "blocks": (),
-    "model": ("LAST_CONV_LAYER", "build_modified_resnet50", "copy_weights_by_name", "layer_table"),
+    "model": ("LAST_CONV_LAYER", "build_modified_resnet50", "copy_weights_by_name", "last_conv_layer", "layer_table"),
     "schedule": ("learning_rate_at", "piecewise_lr"),
     "train": ("balanced_class_weights", "train", "trained_run"),
     "runs": ("latest_run", "load_run", "read_card"),

@@ -1,6 +1,6 @@
 """Grad-CAM: where in the slice the evidence for a class lies (Selvaraju et al., 2017).
 
-For a class c, the feature maps A^k of the last convolutional block (``conv5_block3_out``) are weighted
+For a class c, the feature maps A^k of the last convolutional block (``conv5_block3_out`` in ResNet-50) are weighted
 by the spatial mean of the gradient of the class score y^c with respect to them,
 
     alpha_k = mean_ij  d y^c / d A^k_ij,      L^c = ReLU( sum_k alpha_k A^k ),
@@ -37,8 +37,8 @@ class GradCam:
         try:
             target = model.get_layer(layer)
         except ValueError:
-            raise LiverlibError(f"the model has no layer {layer!r}; Grad-CAM needs the last convolutional block "
-                                "of the ResNet-50 backbone") from None
+            raise LiverlibError(f"the model has no layer {layer!r}; Grad-CAM needs the last convolutional block of "
+                                f"the backbone ({last_conv_layer(model)} in this model): leave out the layer") from None
         self.layer = layer
         self._grad_model = keras.Model(model.inputs, [target.output, model.outputs[0]])
         size = model.inputs[0].shape[1:]

@@ -4,8 +4,8 @@ Table 1's head: GlobalAveragePooling2D -> BatchNormalization -> Dropout(0.5) -> 
 Dropout(0.5) -> Dense(softmax). The paper's table gives a 3-unit output (771 parameters) for its four
 classes; we use one unit per class (4 units, 1,028 parameters).
 
-The backbone is a flat part of the model (no nested sub-model), so Grad-CAM can reach
-``conv5_block3_out`` with ``model.get_layer``. ImageNet weights (the paper's transfer learning) load from
+The backbone is a flat part of the model (no nested sub-model), so Grad-CAM can reach its last block
+(``conv5_block3_out`` in ResNet-50; :func:`last_conv_layer` finds it in any depth) with ``model.get_layer``. ImageNet weights (the paper's transfer learning) load from
 a local file, or, with ``weights="imagenet"``, from Keras' published file, downloaded once into the Keras
 cache and checked against its published hash (:mod:`liverlib.weights`); when it cannot be had the model
 starts from random initialisation and says so once. ``model.weights_source`` says which weights the
@@ -21,7 +21,7 @@ import keras
 from keras import layers
 
 from liverlib.blocks import batch_norm, dense, global_average_pool, resnet50_backbone
-from liverlib.config import RESNET50_BLOCKS, resnet_depth
+from liverlib.config import RESNET50_BLOCKS, checked_blocks, resnet_depth, weights_refusal
 from liverlib.errors import LiverlibError
 from liverlib.weights import IMAGENET_NOTOP_FILE, KERAS_RESNET50_NOTOP_MD5, file_hash, obtain_imagenet_weights, report
 from liverlib.weights import normalisation_for  # noqa: F401  (re-exported: the normalisation a model's weights need)
@@ -89,16 +89,12 @@ def build_modified_resnet50(num_classes: int = 4, input_size: int = 224, dense_u
         raise LiverlibError(f"a classifier needs at least 2 classes, got {num_classes}")
     if input_size < 32:
         raise LiverlibError(f"ResNet-50 needs inputs of at least 32 x 32 pixels, got {input_size}")
-    blocks = tuple(int(b) for b in blocks)
+    blocks = checked_blocks(blocks)
     if blocks != RESNET50_BLOCKS and weights is not None:
-        raise LiverlibError(f"ImageNet weights fit ResNet-50's blocks per stage {RESNET50_BLOCKS}, not {blocks}; "
-                            "train this backbone from random initialisation (weights=None)")
+        raise LiverlibError(weights_refusal(blocks))
     input_shape = (input_size, input_size, 3)
     inputs = keras.Input(input_shape, name="image")
-    try:
-        features = resnet50_backbone(inputs, blocks)
-    except ValueError as exc:
-        raise LiverlibError(str(exc)) from None
+    features = resnet50_backbone(inputs, blocks)
     x = global_average_pool(features, name="avg_pool")
     x = batch_norm(x, name="head_bn")
     x = layers.Dropout(dropout, name="head_dropout1")(x)

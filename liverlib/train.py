@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of, normal_class
-from liverlib.config import (CHECKPOINT_METRICS, RunConfig, estimate_training_seconds, format_duration, resnet_depth,
-                             training_settings_key)
+from liverlib.config import (CHECKPOINT_METRICS, RESNET50_BLOCKS, RunConfig, estimate_training_seconds,
+                             format_duration, resnet_depth, training_settings_key, weights_refusal)
 from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError
@@ -114,6 +114,8 @@ def resolve_weights(config: RunConfig, weights: str | None = None) -> RunConfig:
     initialisation) when they cannot be had, so a random-init run and an ImageNet run never share a run
     folder (the weights are part of the settings key)."""
     request = weights if weights is not None else config.weights
+    if request is not None and config.backbone_blocks != RESNET50_BLOCKS:  # before any download
+        raise LiverlibError(weights_refusal(config.backbone_blocks))
     if request == "imagenet":
         from liverlib.weights import fetch_imagenet_weights  # local: only when ImageNet weights are asked for
 

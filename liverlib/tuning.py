@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of
-from liverlib.config import CLASS_NAMES, RunConfig, training_settings_key
+from liverlib.config import CLASS_NAMES, RunConfig, resnet_depth, training_settings_key
 from liverlib.data import data_key, load_dataset
 from liverlib.errors import LiverlibError
 from liverlib.runs import CARD_FILE, MODEL_FILE, SPLIT_FILE, write_card
@@ -62,7 +62,7 @@ def _hypermodel_class():
         """The modified ResNet-50 with the paper's search space; fit adds the trial's LR schedule."""
 
         def __init__(self, config: RunConfig, objective: str = "val_accuracy", log=None):
-            super().__init__(name="modified_resnet50")
+            super().__init__(name=f"modified_resnet{resnet_depth(config.backbone_blocks)}")
             self.config, self.objective, self.log = config, objective, log
             self.steps_per_epoch = 1  # set by tune() from the training subset, for a step-wise schedule
             self.class_names = list(CLASS_NAMES)  # set by tune() from the dataset: one output per class

@@ -45,7 +45,7 @@ def tiny_run(tmp_path_factory):
     model = build_modified_resnet50(len(CLASS_NAMES), 64, blocks=(1, 1, 1, 1))
     model.save(run_dir / MODEL_FILE)
     card = {"class_names": list(CLASS_NAMES), "input_size": 64, "window": {"level": 40.0, "width": 400.0},
-            "profile": "test", "seed": 0, "synthetic_data": True, "metrics": {}}
+            "profile": "test", "seed": 0, "synthetic_data": True, "metrics": {}, "backbone": "ResNet-14"}
     (run_dir / CARD_FILE).write_text(json.dumps(card))
     return run_dir
 

@@ -46,18 +46,22 @@ def test_training_settings_key_follows_what_training_learns_from():
     assert training_settings_key(laptop.replace(artifacts_dir=laptop.artifacts_dir / "x", tuner_max_epochs=5)) == key
 
 
-def test_every_profile_a_reader_trains_is_resnet50_and_the_quick_one_a_resnet14():
-    from liverlib.config import RESNET50_BLOCKS, resnet_depth
+def test_laptop_and_paper_train_resnet50_and_the_quick_profile_a_resnet14():
+    from liverlib.config import RESNET50_BLOCKS, relative_compute, resnet_depth
 
     assert resnet_depth() == 50 and resnet_depth((1, 1, 1, 1)) == 14
+    assert relative_compute(RESNET50_BLOCKS) == 1 and 0.3 < relative_compute((1, 1, 1, 1)) < 0.33
     for name in ("paper", "laptop"):
         assert load_config(name).backbone_blocks == RESNET50_BLOCKS
     quick = load_config("quick")
     assert quick.backbone_blocks == (1, 1, 1, 1) and "ResNet-14" in quick.describe()
     assert quick.replace(backbone_blocks=[3, 4, 6, 3]).backbone_blocks == RESNET50_BLOCKS  # a card's JSON list
-    with pytest.raises(LiverlibError, match="fit ResNet-50"):
+    with pytest.raises(LiverlibError, match="fit ResNet-50.*--profile laptop"):
         quick.replace(weights="imagenet")
-    for bad in ((1, 1, 1), (0, 1, 1, 1), "deep"):
+    # the estimate reads ResNet-50's measured rates, scaled by the backbone's arithmetic
+    resnet50 = quick.replace(backbone_blocks=RESNET50_BLOCKS)
+    assert estimate_training_seconds(quick, 1000) < 0.35 * estimate_training_seconds(resnet50, 1000)
+    for bad in ((1, 1, 1), (0, 1, 1, 1), "deep", "1111", (1.7, 1, 1, 1), (True, 1, 1, 1)):
         with pytest.raises(LiverlibError, match="four whole numbers"):
             quick.replace(backbone_blocks=bad)
 

@@ -164,6 +164,7 @@ def test_fewer_blocks_per_stage_keep_the_stages_names_and_output_shape(ours):
 @pytest.mark.parametrize("kwargs,message", [(dict(num_classes=1), "at least 2 classes"),
                                             (dict(input_size=16), "at least 32 x 32"),
                                             (dict(blocks=(1, 1, 1)), "four whole numbers"),
+                                            (dict(blocks="deep"), "four whole numbers"),
                                             (dict(blocks=(1, 0, 1, 1)), "four whole numbers"),
                                             (dict(blocks=(1, 1, 1, 1), weights="imagenet"), "fit ResNet-50")])
 def test_bad_model_arguments(kwargs, message):

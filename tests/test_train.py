@@ -1,6 +1,7 @@
 """Training through the CLI: artifacts, determinism, and a real process killed mid-run and resumed.
 
-Each training process spends most of its minute building the ResNet-50 graph, so these tests share runs.
+Each training process spends most of its time building the graph (of the quick profile's ResNet-14), so these
+tests share runs.
 """
 
 import json
@@ -245,14 +246,14 @@ def test_gpu_options_mixed_precision_and_xla_reach_the_model():
 def _check_gpu_options(keras, load_config, build_modified_resnet50, compile_for_training, precision_policy):
     config = load_config("quick").replace(mixed_precision=True, xla=True)
     with precision_policy(config):
-        model = build_modified_resnet50(4, 32)
+        model = build_modified_resnet50(4, 32, blocks=config.backbone_blocks)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the build
     assert model.get_layer("conv1_conv").compute_dtype == "float16"
     assert model.get_layer("predictions").compute_dtype == "float32" and model.outputs[0].dtype == "float32"
     compile_for_training(model, config)
     assert model.jit_compile is True
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    plain = build_modified_resnet50(4, 32)
+    plain = build_modified_resnet50(4, 32, blocks=config.backbone_blocks)
     compile_for_training(plain, load_config("quick"))
     assert plain.jit_compile is False and plain.get_layer("conv1_conv").compute_dtype == "float32"
 

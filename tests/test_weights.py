@@ -279,3 +279,18 @@ def test_normalise_refuses_unknown_modes_and_channel_counts():
         normalise(np.zeros((2, 2, 1)), "imagenet-caffe")
     with pytest.raises(LiverlibError, match="needs 3 channels"):
         normalise_tf(np.zeros((2, 2, 1)), "imagenet-caffe")
+
+
+def test_the_quick_profiles_resnet14_refuses_pretrained_weights_before_any_download(monkeypatch):
+    from liverlib.config import load_config
+    from liverlib.train import resolve_weights
+
+    def no_download():
+        raise AssertionError("the weights were fetched for a model that cannot take them")
+
+    monkeypatch.setattr(weights, "fetch_imagenet_weights", no_download)
+    with pytest.raises(LiverlibError, match="fit ResNet-50.*--profile laptop"):
+        resolve_weights(load_config("quick"), "imagenet")
+    with pytest.raises(LiverlibError, match="fit ResNet-50"):
+        resolve_weights(load_config("quick"), "/some/resnet50_notop.h5")
+    assert resolve_weights(load_config("quick")).weights is None  # no weights asked: random initialisation
