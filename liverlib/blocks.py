@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from liverlib.config import RESNET50_BLOCKS
+from liverlib.config import RESNET50_BLOCKS, checked_blocks
 
 BN_EPSILON = 1.001e-5  # as keras.applications.ResNet50
 
@@ -84,18 +84,17 @@ def resnet50_backbone(inputs, blocks: tuple[int, ...] = RESNET50_BLOCKS):
     fraction of the layers: the model CI and nbval train to check the pipeline in seconds. Only ResNet-50's
     (3, 4, 6, 3) takes ImageNet weights.
     """
-    if len(blocks) != 4 or any(int(b) < 1 for b in blocks):
-        raise ValueError(f"blocks per stage must be four whole numbers of at least 1, got {blocks!r}")
+    blocks = checked_blocks(blocks)
     x = layers.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
     x = batch_norm(x, "conv1_bn")
     x = layers.Activation("relu", name="conv1_relu")(x)
     x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    x = stage(x, 64, int(blocks[0]), stride=1, name="conv2")
-    x = stage(x, 128, int(blocks[1]), stride=2, name="conv3")
-    x = stage(x, 256, int(blocks[2]), stride=2, name="conv4")
-    return stage(x, 512, int(blocks[3]), stride=2, name="conv5")
+    x = stage(x, 64, blocks[0], stride=1, name="conv2")
+    x = stage(x, 128, blocks[1], stride=2, name="conv3")
+    x = stage(x, 256, blocks[2], stride=2, name="conv4")
+    return stage(x, 512, blocks[3], stride=2, name="conv5")
 
 
 def block_model(input_shape: tuple[int, int, int], filters: int, stride: int, projection: bool, name: str):
