@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     from PIL import Image
 
     from liverlib.classify import Classifier
-    from liverlib.config import CLASS_NAMES, RESNET50_BLOCKS, load_config, relative_compute
+    from liverlib.config import CLASS_NAMES, RESNET50_BLOCKS, backbone_name, load_config, relative_compute
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom import make_slice
     from liverlib.preprocess import resize_grey, to_model_input
@@ -69,12 +69,11 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         # smoke: the quick profile's ResNet-14 (the machinery, without ResNet-50's graph-building time)
-        build_modified_resnet50(len(CLASS_NAMES), args.size,
-                                blocks=load_config("quick").backbone_blocks if args.smoke else RESNET50_BLOCKS,
-                                ).save(run / MODEL_FILE)
+        blocks = load_config("quick").backbone_blocks if args.smoke else RESNET50_BLOCKS
+        build_modified_resnet50(len(CLASS_NAMES), args.size, blocks=blocks).save(run / MODEL_FILE)
         (run / CARD_FILE).write_text(json.dumps({"class_names": list(CLASS_NAMES), "input_size": args.size,
                                                  "window": {"level": 40, "width": 400}, "synthetic_data": True,
-                                                 "backbone": "ResNet-14" if args.smoke else "ResNet-50"}))
+                                                 "backbone": backbone_name(blocks)}))
         classifier = Classifier(run)
         convert_start = time.perf_counter()
         fast = classifier.fast  # converts to LiteRT (once per model) if the runtime is installed
@@ -103,8 +102,8 @@ def main(argv=None) -> dict:
             "target_forward_ms": 70, "target_speedup_vs_predict": 3,
             # this machine's dense-arithmetic rate in the same run: a forward pass is read against it
             "matmul": matmul_gflops(n=1024 if args.smoke else 4096),
-            "model": "ResNet-14 (smoke)" if args.smoke else "ResNet-50",
-            "relative_compute": relative_compute(load_config("quick").backbone_blocks) if args.smoke else 1.0,
+            "model": backbone_name(blocks) + (" (smoke)" if args.smoke else ""),
+            "relative_compute": relative_compute(blocks),
             "machine": machine_info(),
         }
     result["forward_ms"] = result["forward_litert"]["median_ms"]  # classify's forward pass (LiteRT, or TF without it)

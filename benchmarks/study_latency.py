@@ -80,7 +80,7 @@ def main(argv=None) -> dict:
         args.slices, args.size, args.repeats = 12, 128, 1
     import keras
 
-    from liverlib.config import CLASS_NAMES, load_config, resnet_depth
+    from liverlib.config import CLASS_NAMES, backbone_name, load_config
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom.studies import make_study, write_study_dicom
     from liverlib.runs import CARD_FILE, MODEL_FILE
@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
         blocks = load_config("quick").backbone_blocks if args.smoke else laptop.backbone_blocks
         build_modified_resnet50(len(CLASS_NAMES), size, blocks=blocks).save(run / MODEL_FILE)
         card = {"class_names": list(CLASS_NAMES), "input_size": size, "crop": laptop.crop, "synthetic_data": True,
-                "backbone": f"ResNet-{resnet_depth(blocks)}",
+                "backbone": backbone_name(blocks),
                 "window": {"level": laptop.window_level, "width": laptop.window_width}}
         (run / CARD_FILE).write_text(json.dumps(card))
         start = time.perf_counter()
@@ -159,7 +159,7 @@ def main(argv=None) -> dict:
         outputs = [fn() for fn in paths.values()]
         result["forward"]["max_abs_difference"] = max(float(np.abs(o - outputs[0]).max()) for o in outputs)
     result["peak_memory_mib"] = _peak_mib()
-    result["model"] = f"ResNet-{resnet_depth(blocks)}" + (" (smoke)" if args.smoke else "")
+    result["model"] = backbone_name(blocks) + (" (smoke)" if args.smoke else "")
     result["machine"] = machine_info()
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     write_result("study_latency_smoke" if args.smoke else "study_latency", result)

@@ -2,10 +2,10 @@
 
 A profile fixes the size of a run: how much phantom data, which image size, how many epochs. Three exist:
 
-* ``quick``: CI, nbval and the exercise solutions. Tiny data, small images, 1-2 epochs, and a ResNet-14 (ResNet-50's stem, stages,
-  layer names and output shape with one bottleneck block per stage: each model's graph builds in a third of
-  the time); finishes in seconds to a few minutes. It takes the laptop profile's crop and batch-norm
-  momentum, so CI runs the code paths the book runs, but never asks the network for weights.
+* ``quick``: CI, nbval and the exercise solutions. Tiny data, small images, 1-2 epochs, and a ResNet-14
+  (ResNet-50's stem, stages, layer names and output shape with one bottleneck block per stage: each model's
+  graph builds in a third of the time); seconds to a few minutes. It takes the laptop profile's crop and
+  batch-norm momentum, so CI runs the code paths the book runs, but never asks the network for weights.
 * ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU: the full
   phantom, 64 px, 8 epochs, class weights on, the liver-region crop (more detail at the same input size),
   batch-norm momentum 0.9 (moving statistics that keep up with a short run), Adam at 5e-4 (a tenth of the rate
@@ -74,6 +74,11 @@ def resnet_depth(blocks: tuple[int, ...] = RESNET50_BLOCKS) -> int:
     return 1 + 3 * sum(blocks) + 1
 
 
+def backbone_name(blocks: tuple[int, ...] = RESNET50_BLOCKS) -> str:
+    """``ResNet-50``, or ``ResNet-14`` for the quick profile's one block per stage: how logs and cards name it."""
+    return f"ResNet-{resnet_depth(blocks)}"
+
+
 # multiply-accumulates of one forward pass at 224 px, counted over the Conv2D and Dense layers of the models
 # build_modified_resnet50 makes: 1.236 G with one block per stage, and 0.218 G for each further (identity) block,
 # whatever its stage (half the resolution, twice the channels): 3.856 G for ResNet-50
@@ -82,10 +87,8 @@ _GMAC_ONE_BLOCK_PER_STAGE_224, _GMAC_IDENTITY_BLOCK_224 = 1.236, 0.218
 
 def relative_compute(blocks: tuple[int, ...]) -> float:
     """A backbone's forward-pass arithmetic as a share of ResNet-50's (ResNet-14: 0.32)."""
-    def gmac(b):
-        return _GMAC_ONE_BLOCK_PER_STAGE_224 + _GMAC_IDENTITY_BLOCK_224 * sum(n - 1 for n in b)
-
-    return gmac(blocks) / gmac(RESNET50_BLOCKS)
+    gmac = [_GMAC_ONE_BLOCK_PER_STAGE_224 + _GMAC_IDENTITY_BLOCK_224 * (sum(b) - 4) for b in (blocks, RESNET50_BLOCKS)]
+    return gmac[0] / gmac[1]  # four stages: sum(b) - 4 blocks beyond the first of each
 
 
 def checked_blocks(blocks) -> tuple[int, ...]:
@@ -101,7 +104,7 @@ def checked_blocks(blocks) -> tuple[int, ...]:
 def weights_refusal(blocks: tuple[int, ...]) -> str:
     """Why a backbone other than ResNet-50 takes no pre-trained weights, and what to do."""
     return (f"pre-trained weights (ImageNet, or a ResNet-50 weights file) fit ResNet-50's {RESNET50_BLOCKS} blocks "
-            f"per stage, not this ResNet-{resnet_depth(blocks)} (the quick profile's test model): train it from "
+            f"per stage, not this {backbone_name(blocks)} (the quick profile's test model): train it from "
             "random initialisation (leave out --weights), or use the laptop or paper profile (--profile laptop)")
 
 
@@ -240,7 +243,7 @@ class RunConfig:
                       "body": "the body outline"}.get(self.crop, self.crop)),
             ("initial weights", "ImageNet (Keras' ResNet-50), when they can be fetched" if self.weights == "imagenet"
              else str(self.weights) if self.weights else "random initialisation"),
-            ("backbone", f"ResNet-{resnet_depth(self.backbone_blocks)} "
+            ("backbone", f"{backbone_name(self.backbone_blocks)} "
                          f"({'-'.join(map(str, self.backbone_blocks))} bottleneck blocks per stage)"),
             ("batch-norm momentum", f"{self.bn_momentum:g}"),
             ("label smoothing", f"{self.label_smoothing:g}"),

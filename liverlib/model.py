@@ -5,9 +5,9 @@ Dropout(0.5) -> Dense(softmax). The paper's table gives a 3-unit output (771 par
 classes; we use one unit per class (4 units, 1,028 parameters).
 
 The backbone is a flat part of the model (no nested sub-model), so Grad-CAM can reach its last block
-(``conv5_block3_out`` in ResNet-50; :func:`last_conv_layer` finds it in any depth) with ``model.get_layer``. ImageNet weights (the paper's transfer learning) load from
-a local file, or, with ``weights="imagenet"``, from Keras' published file, downloaded once into the Keras
-cache and checked against its published hash (:mod:`liverlib.weights`); when it cannot be had the model
+(``conv5_block3_out`` in ResNet-50; :func:`last_conv_layer` finds it in any depth) with ``model.get_layer``.
+ImageNet weights (the paper's transfer learning) load from a local file, or, with ``weights="imagenet"``, from
+Keras' published file, downloaded once into the Keras cache and checked against its published hash (:mod:`liverlib.weights`); when it cannot be had the model
 starts from random initialisation and says so once. ``model.weights_source`` says which weights the
 backbone starts from, and :func:`liverlib.weights.normalisation_for` which input normalisation they need.
 """
@@ -32,7 +32,8 @@ LAST_CONV_LAYER = "conv5_block3_out"  # ResNet-50's; a backbone with other block
 def last_conv_layer(model: keras.Model) -> str:
     """The name of the backbone's last convolutional block (``conv5_block3_out`` in ResNet-50), where Grad-CAM
     reads its feature maps; a clear error when the model has none."""
-    names = [layer.name for layer in model.layers if layer.name.startswith("conv5_block") and layer.name.endswith("_out")]
+    names = [layer.name for layer in model.layers
+             if layer.name.startswith("conv5_block") and layer.name.endswith("_out")]
     if not names:
         raise LiverlibError(f"the model {model.name!r} has no conv5 block output (conv5_block<N>_out); Grad-CAM needs "
                             "the last convolutional block of a ResNet backbone built by liverlib")

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of, normal_class
-from liverlib.config import (CHECKPOINT_METRICS, RESNET50_BLOCKS, RunConfig, estimate_training_seconds,
-                             format_duration, resnet_depth, training_settings_key, weights_refusal)
+from liverlib.config import (CHECKPOINT_METRICS, RunConfig, backbone_name, estimate_training_seconds, format_duration,
+                             training_settings_key)
 from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError
@@ -114,8 +114,8 @@ def resolve_weights(config: RunConfig, weights: str | None = None) -> RunConfig:
     initialisation) when they cannot be had, so a random-init run and an ImageNet run never share a run
     folder (the weights are part of the settings key)."""
     request = weights if weights is not None else config.weights
-    if request is not None and config.backbone_blocks != RESNET50_BLOCKS:  # before any download
-        raise LiverlibError(weights_refusal(config.backbone_blocks))
+    if request is not None:  # the config refuses weights its backbone cannot take: here, before any download
+        config.replace(weights=str(request))
     if request == "imagenet":
         from liverlib.weights import fetch_imagenet_weights  # local: only when ImageNet weights are asked for
 
@@ -310,8 +310,8 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
         cw = class_weights_for(config, train_rows["label"].to_numpy(), len(class_names))
         seconds = estimate_training_seconds(config.replace(epochs=max(config.epochs - done, 0)), len(train_rows))
         print(f"training on {len(train_rows)} images, validating on {len(val_rows)}, {config.epochs} epochs at "
-              f"{config.image_size} px (ResNet-{resnet_depth(config.backbone_blocks)}); estimated time on a 2-core CPU: {format_duration(seconds)} "
-              f"(plus about a minute to build the graph); weights: {model.weights_source}; "
+              f"{config.image_size} px ({backbone_name(config.backbone_blocks)}); estimated time on a 2-core CPU: "
+              f"{format_duration(seconds)} (plus about a minute to build the graph); weights: {model.weights_source}; "
               f"{len(class_names)} classes: {', '.join(class_names)}")
         if cw:
             print("class weights: " + ", ".join(f"{class_names[k]} {w:.2f}" for k, w in cw.items()))
@@ -362,7 +362,7 @@ def model_card(config: RunConfig, manifest: pd.DataFrame, history: pd.DataFrame,
         "preprocessing": (f"decode (DICOM: HU, then window) -> grey -> crop ({config.crop}) -> resize (bilinear) -> "
                           f"3 channels -> normalise ({normalisation})"),
         "profile": config.profile, "seed": config.seed,
-        "backbone": f"ResNet-{resnet_depth(config.backbone_blocks)}",  # 50 except the quick profile's CI model (14)
+        "backbone": backbone_name(config.backbone_blocks),  # ResNet-50 except the quick profile's test model
         "settings_sha256": training_settings_key(config, class_names=class_names),
         "epochs_run": int(len(history)),
         "best_epoch": best_epoch(history, config.checkpoint_metric),
