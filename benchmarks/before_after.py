@@ -3,7 +3,7 @@
 ``before`` is the laptop recipe as it was when its model barely learned: the whole slice resized to 64 px,
 Keras' batch-norm momentum 0.99, Adam at a constant 1e-4, class weights, the epoch kept by the lowest
 validation loss. ``after`` is the laptop profile as it is now (liver crop, momentum 0.9, warm-up and cosine
-decay to a peak of 5e-4, class weights, the epoch kept by validation macro-F1). Both train on every training
+decay to a peak of 5e-4, each class drawn equally often, the epoch kept by validation macro-F1). Both train on every training
 patient of the book's split for the profile's 8 epochs, from random initialisation (what the profile gets
 offline), seed 42. Each run is scored as chapter 07 scores the book's run:
 
@@ -15,9 +15,9 @@ offline), seed 42. Each run is scored as chapter 07 scores the book's run:
 
 The runs live under ``artifacts/before-after/`` (never ``artifacts/runs``); a finished one is not retrained.
 ``--after RUN_DIR`` scores an existing run folder of the current recipe instead of training one (the
-``laptop-seed42`` run of ``benchmarks.recipe_seeds`` is that run). Results: ``benchmarks/results/before_after.json``.
+``balanced-sampling-seed42`` run of ``benchmarks.recipe_seeds`` is that run). Results: ``benchmarks/results/before_after.json``.
 
-    python -m benchmarks.before_after [--after artifacts/recipe-seeds/laptop-seed42] [--smoke]
+    python -m benchmarks.before_after [--after artifacts/recipe-seeds/balanced-sampling-seed42] [--smoke]
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ import liverlib  # noqa: F401  (TensorFlow's CPU speed settings before TensorFlo
 from benchmarks.common import machine_info, write_result
 
 BEFORE = {"crop": "none", "bn_momentum": 0.99, "lr_schedule": "piecewise", "learning_rate": 1e-4,
-          "checkpoint_metric": "val_loss"}
+          "checkpoint_metric": "val_loss", "class_weighting": True, "balanced_sampling": False}
 """What ``before`` changes in today's laptop profile: the recipe the laptop profile had before the crop, the
-momentum, the schedule and the kept-epoch rule (its class weights, input size and epochs are today's)."""
+momentum, the schedule, the kept-epoch rule and balanced sampling (its input size and epochs are today's)."""
 
 
 def runs_dir(smoke: bool = False) -> Path:
@@ -58,8 +58,8 @@ def score(run_dir: Path, pointing_limit: int | None) -> dict:
     pointing = phantom_pointing_game(run_dir, limit=pointing_limit)
     every = by_size.loc["all"]
     return {
-        "run": Path(run_dir).name, "settings": {k: card["config"].get(k) for k in (*BEFORE, "image_size", "epochs",
-                                                                                  "class_weighting", "seed")},
+        "run": Path(run_dir).name, "settings": {k: card["config"].get(k, False if k == "balanced_sampling" else None)
+                                  for k in (*BEFORE, "image_size", "epochs", "seed")},
         "weights": card.get("weights"), "epochs_run": card.get("epochs_run"),
         "kept_epoch": None if card.get("best_epoch") is None else card["best_epoch"] + 1,
         "test_macro_f1": float(metrics["macro_f1"]), "test_macro_f1_ci95": metrics["ci95"]["macro_f1"],

@@ -58,7 +58,8 @@ def main(argv=None) -> dict:
     from PIL import Image
 
     from liverlib.classify import Classifier
-    from liverlib.config import CLASS_NAMES, RESNET50_BLOCKS, backbone_name, load_config, relative_compute
+    from liverlib.backbone import RESNET50_BLOCKS, backbone_name, relative_compute
+    from liverlib.config import CLASS_NAMES, load_config
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom import make_slice
     from liverlib.preprocess import resize_grey, to_model_input

@@ -80,7 +80,8 @@ def main(argv=None) -> dict:
         args.slices, args.size, args.repeats = 12, 128, 1
     import keras
 
-    from liverlib.config import CLASS_NAMES, backbone_name, load_config
+    from liverlib.backbone import backbone_name
+    from liverlib.config import CLASS_NAMES, load_config
     from liverlib.model import build_modified_resnet50
     from liverlib.phantom.studies import make_study, write_study_dicom
     from liverlib.runs import CARD_FILE, MODEL_FILE

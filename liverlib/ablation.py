@@ -40,7 +40,9 @@ from liverlib.errors import LiverlibError
 
 SETTING_NAMES = {"crop": "crop", "image_size": "input size", "bn_momentum": "batch-norm momentum",
                  "schedule": "learning-rate schedule", "sampling": "sampling", "label_smoothing": "label smoothing",
-                 "weights": "initial weights"}
+                 "weights": "initial weights", "lr_schedule": "learning-rate schedule",
+                 "learning_rate": "(peak) learning rate", "checkpoint_metric": "epoch kept by",
+                 "class_weighting": "class weights", "balanced_sampling": "balanced sampling"}
 COLUMNS = ("compared with", "lever", "test macro-F1", "CI low", "CI high", "balanced accuracy", "best epoch",
            "epochs", "seconds")
 
@@ -75,6 +77,8 @@ def read_recipes(path: str | os.PathLike | None = None) -> dict[str, dict]:
 
 
 def _show(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -217,8 +221,8 @@ def paired_seeds(recipe: str, baseline: str, path: str | os.PathLike | None = No
 
 def before_after(path: str | os.PathLike | None = None):
     """``benchmarks/results/before_after.json`` (``benchmarks/before_after.py``) as two tables: per run (``before``,
-    ``after``), the test scores, the class it answers most often on the test split with that answer's share, and
-    the pointing game; and per run and lesion-diameter bin, the lesion slices and
+    ``after``), the test scores, the class it answers most often on the test split with that answer's share, the
+    pointing game and what its settings change against the first run's (``changes``); and per run and lesion-diameter bin, the lesion slices and
     the shares predicted abnormal and predicted as their true class (the layout of
     :func:`liverlib.lesion_size.sensitivity_by_lesion_size`, with the run in place of the class)."""
     import pandas as pd  # local: heavy dependency
@@ -226,6 +230,7 @@ def before_after(path: str | os.PathLike | None = None):
     runs = _benchmark_runs(path, "before_after.json", "before_after", "before-and-after results",
                            "a result of benchmarks.before_after")
     scores, sizes = [], []
+    first = next(iter(runs.values()), {}).get("settings") or {}
     for name, run in runs.items():
         low, high = _interval(run)
         game = run.get("pointing_game") or {}
@@ -235,7 +240,8 @@ def before_after(path: str | os.PathLike | None = None):
                        "balanced accuracy": run.get("test_balanced_accuracy"), "kept epoch": run.get("kept_epoch"),
                        "most frequent answer": top, "its share": shares.get(top),
                        "lesion slices (Grad-CAM)": game.get("slices"), "pointing hit rate": game.get("hit_rate"),
-                       "chance": game.get("chance"), "mass inside": game.get("mass_inside")})
+                       "chance": game.get("chance"), "mass inside": game.get("mass_inside"),
+                       "changes": "; ".join(changes(run.get("settings") or {}, first))})
         for row in run.get("by_lesion_size") or []:
             sizes.append({"class": name, "diameter": row.get("diameter"), "slices": row.get("slices"),
                           "predicted true class": row.get("predicted_true_class"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from liverlib.config import RESNET50_BLOCKS, checked_blocks
+from liverlib.backbone import RESNET50_BLOCKS, checked_blocks
 
 BN_EPSILON = 1.001e-5  # as keras.applications.ResNet50
 

@@ -64,6 +64,18 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _imbalance_changes(args: argparse.Namespace) -> dict:
+    """The configuration changes of --class-weights and --balanced-sampling: either one, asked for, replaces the
+    profile's other correction for class imbalance; both at once are left for RunConfig to refuse."""
+    weights, sampling = args.class_weights, args.balanced_sampling
+    changes = {k: v for k, v in (("class_weighting", weights), ("balanced_sampling", sampling)) if v is not None}
+    if sampling and weights is None:
+        changes["class_weighting"] = False
+    if weights and sampling is None:
+        changes["balanced_sampling"] = False
+    return changes
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from liverlib.config import load_config
     from liverlib.data import load_dataset
@@ -72,11 +84,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = load_config(args.profile, data_dir=args.data)
     changes = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed), ("head_only_epochs", args.head_only_epochs),
-                                 ("class_weighting", args.class_weights), ("batch_size", args.batch_size),
-                                 ("checkpoint_metric", args.keep_epoch_by))
+                                 ("batch_size", args.batch_size), ("checkpoint_metric", args.keep_epoch_by))
                if v is not None}
-    if args.balanced_sampling:  # replaces the profile's class weights; with --class-weights too, it is refused
-        changes.update(balanced_sampling=True, class_weighting=bool(args.class_weights))
+    changes.update(_imbalance_changes(args))
     if args.mixed_precision:
         changes["mixed_precision"] = True
     if args.xla:
@@ -182,9 +192,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         os.environ["KERASTUNER_TUNER_ID"] = "chief" if args.chief else args.worker
         os.environ["KERASTUNER_ORACLE_IP"] = args.oracle_ip
         os.environ["KERASTUNER_ORACLE_PORT"] = str(args.oracle_port)
-    config = load_config(args.profile, data_dir=args.data)
-    if args.class_weights is not None:
-        config = config.replace(class_weighting=args.class_weights)
+    config = load_config(args.profile, data_dir=args.data).replace(**_imbalance_changes(args))
     print(config.describe())
     dataset = load_dataset(config=config)
     manifest = split_for(dataset, config)
@@ -219,6 +227,15 @@ def _profile_and_data(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=("quick", "laptop", "paper"), default=None,
                    help="run profile (default: $LIVERLIB_PROFILE or laptop)")
     p.add_argument("--data", default=None, help="dataset folder (default: $LIVERLIB_DATA_DIR or the phantom)")
+
+
+def _imbalance_options(p: argparse.ArgumentParser, where: str) -> None:
+    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"weight classes by inverse frequency{where}, instead of the profile's balanced sampling "
+                        "(default: the profile's; off in every profile)")
+    p.add_argument("--balanced-sampling", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"draw each class equally often{where}, instead of class weights (default: the "
+                        "profile's; on in laptop, off in paper and quick)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,10 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=None,
                    help="backbone weights: 'imagenet' (Keras' published file, downloaded once into the Keras "
                         "cache and hash-checked; random initialisation when it cannot be had) or a weights file")
-    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
-                   help="weight classes by inverse frequency (default: the profile's; on in laptop, off in paper)")
-    p.add_argument("--balanced-sampling", action="store_true",
-                   help="draw each class equally often (instead of the profile's class weights)")
+    _imbalance_options(p, "")
     p.add_argument("--head-only-epochs", type=int, default=None,
                    help="train only the head for this many epochs first (fine-tuning from ImageNet weights)")
     p.add_argument("--keep-epoch-by", choices=list(CHECKPOINT_METRICS), default=None,
@@ -339,8 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     _profile_and_data(p)
     p.add_argument("--out", type=Path, default=None, help="project folder (default: under the artifacts folder)")
     p.add_argument("--objective", choices=("val_accuracy", "val_macro_f1"), default="val_accuracy")
-    p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
-                   help="weight classes by inverse frequency in every trial (default: the profile's)")
+    _imbalance_options(p, " in every trial")
     p.add_argument("--overwrite", action="store_true", help="delete the search in --out and start again")
     role = p.add_mutually_exclusive_group()
     role.add_argument("--chief", action="store_true", help="run the oracle that hands trials to workers")

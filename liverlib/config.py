@@ -7,7 +7,8 @@ A profile fixes the size of a run: how much phantom data, which image size, how 
   graph builds in a third of the time); seconds to a few minutes. It takes the laptop profile's crop and
   batch-norm momentum, so CI runs the code paths the book runs, but never asks the network for weights.
 * ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU: the full
-  phantom, 64 px, 8 epochs, class weights on, the liver-region crop (more detail at the same input size),
+  phantom, 64 px, 8 epochs, balanced sampling (each class drawn equally often: it scored above class weights
+  on every seed of benchmarks/results/recipe_seeds.json), the liver crop (more detail at the same input size),
   batch-norm momentum 0.9 (moving statistics that keep up with a short run), Adam at 5e-4 (a tenth of the rate
   with the lowest loss in the ablation's learning-rate range test) with a one-epoch warm-up and cosine decay,
   and ImageNet weights when they can be fetched (random initialisation otherwise). Its cost is measured by
@@ -25,11 +26,11 @@ figures go).
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from liverlib.backbone import RESNET50_BLOCKS, backbone_name, checked_blocks, relative_compute, weights_refusal
 from liverlib.crop import CROP_MODES
 from liverlib.errors import LiverlibError
 
@@ -63,49 +64,6 @@ class AugmentationConfig:
     height_shift: float = 0.1
     zoom: float = 0.1
     horizontal_flip: bool = True
-
-
-RESNET50_BLOCKS: tuple[int, ...] = (3, 4, 6, 3)  # ResNet-50's bottleneck blocks in stages conv2 ... conv5
-
-
-def resnet_depth(blocks: tuple[int, ...] = RESNET50_BLOCKS) -> int:
-    """The weighted layers of a bottleneck ResNet with these blocks per stage (He et al.'s count: the stem's
-    convolution, three per block, the classifier): 50 for ResNet-50's (3, 4, 6, 3), 14 for (1, 1, 1, 1)."""
-    return 1 + 3 * sum(blocks) + 1
-
-
-def backbone_name(blocks: tuple[int, ...] = RESNET50_BLOCKS) -> str:
-    """``ResNet-50``, or ``ResNet-14`` for the quick profile's one block per stage: how logs and cards name it."""
-    return f"ResNet-{resnet_depth(blocks)}"
-
-
-# multiply-accumulates of one forward pass at 224 px, counted over the Conv2D and Dense layers of the models
-# build_modified_resnet50 makes: 1.236 G with one block per stage, and 0.218 G for each further (identity) block,
-# whatever its stage (half the resolution, twice the channels): 3.856 G for ResNet-50
-_GMAC_ONE_BLOCK_PER_STAGE_224, _GMAC_IDENTITY_BLOCK_224 = 1.236, 0.218
-
-
-def relative_compute(blocks: tuple[int, ...]) -> float:
-    """A backbone's forward-pass arithmetic as a share of ResNet-50's (ResNet-14: 0.32)."""
-    gmac = [_GMAC_ONE_BLOCK_PER_STAGE_224 + _GMAC_IDENTITY_BLOCK_224 * (sum(b) - 4) for b in (blocks, RESNET50_BLOCKS)]
-    return gmac[0] / gmac[1]  # four stages: sum(b) - 4 blocks beyond the first of each
-
-
-def checked_blocks(blocks) -> tuple[int, ...]:
-    """``blocks`` as a tuple of four whole numbers of at least 1 (a list from JSON is fine), else a clear error."""
-    valid = (not isinstance(blocks, (str, bytes)) and hasattr(blocks, "__len__") and len(blocks) == 4
-             and all(isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in blocks))
-    if not valid:
-        raise LiverlibError(f"backbone blocks per stage must be four whole numbers of at least 1 (ResNet-50: "
-                            f"{RESNET50_BLOCKS}), got {blocks!r}")
-    return tuple(int(b) for b in blocks)
-
-
-def weights_refusal(blocks: tuple[int, ...]) -> str:
-    """Why a backbone other than ResNet-50 takes no pre-trained weights, and what to do."""
-    return (f"pre-trained weights (ImageNet, or a ResNet-50 weights file) fit ResNet-50's {RESNET50_BLOCKS} blocks "
-            f"per stage, not this {backbone_name(blocks)} (the quick profile's test model): train it from "
-            "random initialisation (leave out --weights), or use the laptop or paper profile (--profile laptop)")
 
 
 @dataclass(frozen=True)
@@ -143,11 +101,11 @@ class RunConfig:
     # then train the stages in fine_tune_stages. Useful with ImageNet weights; 0 trains everything throughout.
     head_only_epochs: int = 0
     # weight each class by the inverse of its frequency in the training split (the paper's future work; off in
-    # the paper's own recipe). Shifts the model away from always answering the majority class (benign).
+    # every profile). Shifts the model away from always answering the majority class (benign).
     class_weighting: bool = False
     # draw each class equally often instead: the training rows resampled once per run (seeded, with
     # replacement) to the same total, a quarter each for four classes; the other answer to class imbalance,
-    # so it replaces class weights (benchmarks/results/recipe_ablation.json and recipe_seeds.json compare them)
+    # so it replaces class weights (on in laptop; benchmarks/results/recipe_seeds.json compares the two)
     balanced_sampling: bool = False
     fine_tune_stages: tuple[str, ...] = ("conv1", "conv2", "conv3", "conv4", "conv5", "head")
     # where the network looks: "none" resizes the whole slice (the paper's input); "liver" crops to the liver
@@ -168,7 +126,7 @@ class RunConfig:
     lr_schedule: str = "piecewise"
     label_smoothing: float = 0.0  # the paper's plain cross-entropy is 0
     # which epoch's model the run keeps (and early stopping watches): the paper's lowest validation loss, or the
-    # highest validation macro-F1. With class weights the plain validation loss is often lowest after a few
+    # highest validation macro-F1. Corrected for imbalance, the plain validation loss is often lowest after a few
     # epochs, while the rare classes are still being learned (benchmarks/results/phantom_ceiling.json)
     checkpoint_metric: str = "val_loss"
     # GPU options (off by default; both slow training on the CPUs this course is built on; for mixed precision
@@ -277,7 +235,7 @@ _PROFILES: dict[str, dict] = {
         window_level=40.0, window_width=400.0,
         image_size=64, batch_size=32, epochs=8, lr_drop_every=20, lr_drop_factor=0.1,
         beta_1=0.9, beta_2=0.999, early_stopping_patience=10, dense_units=256, dropout=0.5,
-        hyperband_factor=3, tuner_max_epochs=2, tuner_train_fraction=0.25, class_weighting=True,
+        hyperband_factor=3, tuner_max_epochs=2, tuner_train_fraction=0.25, balanced_sampling=True,
         crop="liver", bn_momentum=0.9, weights="imagenet", lr_schedule="warmup-cosine", learning_rate=5e-4,
         checkpoint_metric="val_macro_f1",
     ),

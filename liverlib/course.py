@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 
 _HOMES: dict[str, tuple[str, ...]] = {
+    "backbone": ("resnet_depth",),
     "config": ("CLASS_NAMES", "PAPER_CLASS_SUPPORT", "PROFILE_NAMES", "estimate_training_seconds",
-               "format_duration", "load_config", "resnet_depth"),
+               "format_duration", "load_config"),
     "environment": ("speed_settings", "versions"),
     "teaching": ("quick_config", "shown_path"),
     "facts": ("fact", "glue"),
@@ -33,7 +34,7 @@ _HOMES: dict[str, tuple[str, ...]] = {
     "blocks": (),
     "model": ("LAST_CONV_LAYER", "build_modified_resnet50", "copy_weights_by_name", "last_conv_layer", "layer_table"),
     "schedule": ("learning_rate_at", "piecewise_lr"),
-    "train": ("balanced_class_weights", "train", "trained_run"),
+    "train": ("balanced_class_weights", "balanced_rows", "train", "trained_run"),
     "runs": ("latest_run", "load_run", "read_card"),
     "tuning": ("PAPER_BEST", "drop_every", "hyperband_brackets", "paper_comparison", "plot_scores", "tune"),
     "metrics": ("expected_calibration_error", "reliability_table", "roc_curves", "scores"),

@@ -21,7 +21,7 @@ import keras
 from keras import layers
 
 from liverlib.blocks import batch_norm, dense, global_average_pool, resnet50_backbone
-from liverlib.config import RESNET50_BLOCKS, checked_blocks, resnet_depth, weights_refusal
+from liverlib.backbone import RESNET50_BLOCKS, checked_blocks, resnet_depth, weights_refusal
 from liverlib.errors import LiverlibError
 from liverlib.weights import IMAGENET_NOTOP_FILE, KERAS_RESNET50_NOTOP_MD5, file_hash, obtain_imagenet_weights, report
 from liverlib.weights import normalisation_for  # noqa: F401  (re-exported: the normalisation a model's weights need)

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of, normal_class
-from liverlib.config import (CHECKPOINT_METRICS, RunConfig, backbone_name, estimate_training_seconds, format_duration,
-                             training_settings_key)
+from liverlib.backbone import backbone_name
+from liverlib.config import CHECKPOINT_METRICS, RunConfig, estimate_training_seconds, format_duration, training_settings_key
 from liverlib.data import data_key, load_dataset
 from liverlib.environment import versions
 from liverlib.errors import LiverlibError

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from liverlib.classes import class_names_of
-from liverlib.config import CLASS_NAMES, RunConfig, resnet_depth, training_settings_key
+from liverlib.backbone import resnet_depth
+from liverlib.config import CLASS_NAMES, RunConfig, training_settings_key
 from liverlib.data import data_key, load_dataset
 from liverlib.errors import LiverlibError
 from liverlib.runs import CARD_FILE, MODEL_FILE, SPLIT_FILE, write_card

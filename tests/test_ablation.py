@@ -179,8 +179,13 @@ def test_before_and_after_reads_scores_pointing_and_lesion_sizes_and_refuses_a_b
                                     "predicted_true_class": None}]}
 
     path = tmp_path / "before_after.json"
-    path.write_text(json.dumps({"runs": {"before": run(0.2, 0.0, [0.4]), "after": run(0.35, 0.05, [0.8])}}))
+    before_settings = {"crop": "none", "class_weighting": True, "balanced_sampling": False, "seed": 42}
+    after_settings = {**before_settings, "crop": "liver", "class_weighting": False, "balanced_sampling": True}
+    path.write_text(json.dumps({"runs": {"before": {**run(0.2, 0.0, [0.4]), "settings": before_settings},
+                                         "after": {**run(0.35, 0.05, [0.8]), "settings": after_settings}}}))
     scores, by_size = before_after(path)
+    assert scores.loc["before", "changes"] == ""  # what each run changes against the first
+    assert scores.loc["after", "changes"] == "crop none -> liver; class weights on -> off; balanced sampling off -> on"
     assert list(scores.index) == ["before", "after"]
     assert scores.loc["after", "test macro-F1"] == 0.35 and scores.loc["after", "CI low"] == pytest.approx(0.25)
     assert scores.loc["before", "pointing hit rate"] == 0.0 and scores.loc["after", "chance"] == 0.04

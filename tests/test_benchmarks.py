@@ -132,7 +132,7 @@ def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
 def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     """The training-recipe work (liver crop, lever ablation) and the whole-study benchmarks, on tiny inputs."""
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
-    seeds_run = tmp_path / "artifacts" / "recipe-seeds-smoke" / "laptop-seed42"  # before_after scores it as "after"
+    seeds_run = tmp_path / "artifacts" / "recipe-seeds-smoke" / "balanced-sampling-seed42"  # before_after scores it as "after"
     for name, *extra in (("liver_crop",), ("recipe_ablation",), ("recipe_seeds",),
                          ("before_after", "--after", str(seeds_run)), ("phantom_ceiling",), ("study_latency",),
                          ("study_liver_slices",), ("study_rules",)):
@@ -150,14 +150,15 @@ def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
         assert record["test_macro_f1_ci95"][0] <= record["test_macro_f1"] <= record["test_macro_f1_ci95"][1] + 1e-9
     assert ablation["crop"]["settings"]["crop"] == "liver"
     seeds = _smoke("recipe_seeds")
-    (run,) = seeds["runs"]["laptop"]  # the first recipe, the first seed, one epoch of the quick profile
+    (run,) = seeds["runs"]["balanced-sampling"]  # the first recipe (the profile's), the first seed, one quick epoch
     assert run["seed"] == 42 and run["epochs_run"] == run["kept_epoch"] == 1 and run["kept_by"] == "val_macro_f1"
     low, high = run["test_macro_f1_ci95"]
     assert low <= run["test_macro_f1"] <= high + 1e-9 and set(run["test_f1_per_class"]) == {
         "benign", "cirrhosis", "malignant", "normal"}
-    assert seeds["summary"]["laptop"]["n"] == 1 and seeds["summary"]["laptop"]["test_macro_f1_sd"] is None
+    assert run["settings"] == {"balanced_sampling": True, "class_weighting": False}
+    assert seeds["summary"]["balanced-sampling"]["n"] == 1 and seeds["summary"]["balanced-sampling"]["test_macro_f1_sd"] is None
     changed = _smoke("before_after")["runs"]
-    assert list(changed) == ["before", "after"] and changed["after"]["run"] == "laptop-seed42"
+    assert list(changed) == ["before", "after"] and changed["after"]["run"] == "balanced-sampling-seed42"
     assert changed["before"]["settings"]["crop"] == "none" and changed["after"]["settings"]["crop"] == "liver"
     assert changed["before"]["settings"]["checkpoint_metric"] == "val_loss"
     for run in changed.values():

@@ -28,8 +28,8 @@ def test_training_settings_key_follows_what_training_learns_from():
     key = training_settings_key(laptop)
     assert len(key) == 64 and key == training_settings_key(load_config("laptop"))
     # anything that changes the trained model changes the key ...
-    for change in (dict(image_size=96), dict(class_weighting=False), dict(learning_rate=3e-4), dict(seed=1),
-                   dict(epochs=9), dict(balanced_sampling=True, class_weighting=False),
+    for change in (dict(image_size=96), dict(balanced_sampling=False), dict(learning_rate=3e-4), dict(seed=1),
+                   dict(epochs=9), dict(balanced_sampling=False, class_weighting=True),
                    dict(backbone_blocks=(1, 1, 1, 1), weights=None)):
         assert training_settings_key(laptop.replace(**change)) != key, change
     # an option added later is keyed only when set, so earlier runs (which never had it) keep their key
@@ -39,15 +39,17 @@ def test_training_settings_key_follows_what_training_learns_from():
 
     from liverlib.config import _NOT_LEARNING_SETTINGS, _TUNING_SETTINGS
 
-    before_the_option = {k: v for k, v in dataclasses.asdict(laptop).items()
+    earlier = laptop.replace(balanced_sampling=False, class_weighting=True)  # the laptop profile before the option
+    before_the_option = {k: v for k, v in dataclasses.asdict(earlier).items()
                          if k not in _NOT_LEARNING_SETTINGS | _TUNING_SETTINGS | {"balanced_sampling", "backbone_blocks"}}
-    assert key == hashlib.sha256(json.dumps(before_the_option, sort_keys=True, default=str).encode()).hexdigest()
+    assert training_settings_key(earlier) == hashlib.sha256(
+        json.dumps(before_the_option, sort_keys=True, default=str).encode()).hexdigest()
     # ... where the run's files go and how a search is sized do not
     assert training_settings_key(laptop.replace(artifacts_dir=laptop.artifacts_dir / "x", tuner_max_epochs=5)) == key
 
 
 def test_laptop_and_paper_train_resnet50_and_the_quick_profile_a_resnet14():
-    from liverlib.config import RESNET50_BLOCKS, relative_compute, resnet_depth
+    from liverlib.backbone import RESNET50_BLOCKS, relative_compute, resnet_depth
 
     assert resnet_depth() == 50 and resnet_depth((1, 1, 1, 1)) == 14
     assert relative_compute(RESNET50_BLOCKS) == 1 and 0.3 < relative_compute((1, 1, 1, 1)) < 0.33

@@ -203,8 +203,30 @@ def test_balanced_sampling_draws_each_class_equally_often_and_replaces_class_wei
     assert "each class equally often" in dict(balanced.as_rows())["sampling"]
     # both corrections at once over-correct: refused, saying how to choose
     with pytest.raises(LiverlibError, match="turn one off"):
-        load_config("laptop").replace(balanced_sampling=True)
-    assert load_config("laptop").replace(balanced_sampling=True, class_weighting=False).balanced_sampling
+        load_config("laptop").replace(class_weighting=True)
+    laptop = load_config("laptop")  # balanced sampling won on every seed of recipe_seeds.json: the profile's choice
+    assert laptop.balanced_sampling and not laptop.class_weighting
+    assert not load_config("paper").balanced_sampling and not load_config("paper").class_weighting  # the paper's
+
+
+@pytest.mark.parametrize("flags, profile, expected", [
+    ([], "laptop", (True, False)),  # the profile's own
+    (["--class-weights"], "laptop", (False, True)),  # class weights replace the profile's balanced sampling
+    (["--no-balanced-sampling"], "laptop", (False, False)),
+    (["--balanced-sampling"], "paper", (True, False)),
+    (["--class-weights"], "paper", (False, True)),
+    (["--balanced-sampling", "--no-class-weights"], "paper", (True, False)),
+])
+def test_cli_imbalance_flags_replace_the_profiles_other_correction(flags, profile, expected):
+    from liverlib.cli import _imbalance_changes, build_parser
+
+    for command in ("train", "tune"):
+        args = build_parser().parse_args([command, "--profile", profile, *flags])
+        config = load_config(profile).replace(**_imbalance_changes(args))
+        assert (config.balanced_sampling, config.class_weighting) == expected, (command, flags)
+    both = build_parser().parse_args(["train", "--profile", "laptop", "--balanced-sampling", "--class-weights"])
+    with pytest.raises(LiverlibError, match="turn one off"):
+        load_config("laptop").replace(**_imbalance_changes(both))
 
 
 def test_cli_refuses_balanced_sampling_with_class_weights_before_training(tmp_path):
