@@ -5,7 +5,8 @@ virtual environment, a new phantom, new training runs) and runs the README's com
 
 * ``make test``: the stage times come from scripts/run-tests.sh's own table;
 * ``make book`` (laptop profile): setup, then each notebook's execution time from the book's execution
-  cache (jupyter-cache), the rest being Sphinx.
+  cache (jupyter-cache), the rest being Sphinx; and the slowest cells (``slowest_cells``: notebook, cell
+  index, seconds), timed by an IPython startup file that the book's kernels load (``IPYTHONDIR``).
 
 Targets (issue "Benchmarks"): make test under 20 minutes, make book under 45 minutes. Each takes as long as
 it measures, so ``make bench`` does not run this; run it on an otherwise idle machine:
@@ -18,6 +19,7 @@ Writes benchmarks/results/course_cost.json (merging with figures already there f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -33,8 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_MINUTES = {"test": 20.0, "book": 45.0}
 
 
-def _run(command: list[str], cwd: Path, log: Path) -> tuple[float, int]:
+def _run(command: list[str], cwd: Path, log: Path, extra_env: dict | None = None) -> tuple[float, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVERLIB_", "VIRTUAL_ENV"))}
+    env.update(extra_env or {})
     start = time.perf_counter()
     with open(log, "w") as out:
         code = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
@@ -63,17 +66,83 @@ def notebook_seconds(build_dir: Path) -> dict[str, float]:
     return found
 
 
+# an IPython startup file for the book's kernels: each executed cell's wall time, keyed by a hash of its source
+CELL_TIMER = """
+import hashlib, json, os, time
+_log, _started = os.environ["COURSE_COST_CELL_LOG"], {}
+def _pre(info):
+    _started["source"], _started["t"] = info.raw_cell or "", time.perf_counter()
+def _post(result):
+    with open(_log, "a") as out:
+        out.write(json.dumps({"kernel": os.getpid(), "seconds": round(time.perf_counter() - _started["t"], 2),
+                              "sha1": hashlib.sha1(_started["source"].encode()).hexdigest()}) + "\\n")
+get_ipython().events.register("pre_run_cell", _pre)
+get_ipython().events.register("post_run_cell", _post)
+"""
+
+
+def slowest_cells(clone: Path, log: Path, n: int = 25) -> list[dict]:
+    """The ``n`` slowest cells of the book's execution: notebook, cell index, seconds, first line."""
+    if not log.is_file():
+        return []
+    where = {}
+    for path in sorted((clone / "notebooks").glob("*.ipynb")):
+        for index, cell in enumerate(json.loads(path.read_text())["cells"]):
+            if cell["cell_type"] == "code":
+                source = "".join(cell["source"])
+                where.setdefault(hashlib.sha1(source.encode()).hexdigest(), (path.name, index, source))
+    rows = []
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        notebook, index, source = where.get(record["sha1"], ("?", None, ""))
+        first = next((ln for ln in source.splitlines() if ln.strip() and not ln.startswith("#")), "")
+        rows.append({"notebook": notebook, "cell": index, "seconds": record["seconds"], "first_line": first[:100]})
+    return sorted(rows, key=lambda r: -r["seconds"])[:n]
+
+
+def _cell_timer_env(logs: Path) -> dict:
+    """The environment that makes every kernel started under it log its cells' times (``CELL_TIMER``)."""
+    startup = logs / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-cell-times.py").write_text(CELL_TIMER)
+    return {"IPYTHONDIR": str(logs / "ipython"), "COURSE_COST_CELL_LOG": str(logs / "cell-times.jsonl")}
+
+
+def _timed_notebook(tmp: Path, sources: list[str]) -> tuple[Path, Path]:
+    """Execute a notebook of ``sources`` in a kernel with the cell timer: (its clone folder, the timer's log)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    (tmp / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nbformat.write(nb, tmp / "notebooks" / "timed.ipynb")
+    env = _cell_timer_env(tmp)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return tmp, Path(env["COURSE_COST_CELL_LOG"])
+
+
 def measure(which: str, clone: Path, logs: Path) -> dict:
     if which == "test":
         seconds, code = _run(["make", "test"], clone, logs / "make-test.log")
         stages = test_stages((logs / "make-test.log").read_text(errors="replace"))
     else:
         setup, code = _run(["make", "setup"], clone, logs / "make-setup.log")
-        seconds, code2 = _run(["make", "book"], clone, logs / "make-book.log")
+        timer = _cell_timer_env(logs)
+        cell_log = Path(timer["COURSE_COST_CELL_LOG"])
+        seconds, code2 = _run(["make", "book"], clone, logs / "make-book.log", timer)
         seconds += setup
         code = code or code2
         stages = {"setup (.venv)": round(setup, 1)}
         stages.update({f"notebook {k}": v for k, v in sorted(notebook_seconds(clone / "_build" / "laptop").items())})
+        return {"command": "make book", "seconds": round(seconds, 1), "minutes": round(seconds / 60, 2),
+                "exit_code": code, "stages_seconds": stages, "target_minutes": TARGET_MINUTES[which],
+                "slowest_cells": slowest_cells(clone, cell_log)}
     return {"command": f"make {which}", "seconds": round(seconds, 1), "minutes": round(seconds / 60, 2),
             "exit_code": code, "stages_seconds": stages, "target_minutes": TARGET_MINUTES[which]}
 
@@ -88,7 +157,11 @@ def main(argv=None) -> dict:
     if args.smoke:
         sample = "==== time per stage (x)\nsetup (.venv)     12 s  ok\nbrowser tests     3 s  ok\ntotal (wall clock)  15 s\n"
         assert test_stages(sample) == {"setup (.venv)": 12.0, "browser tests": 3.0}, test_stages(sample)
-        print("course_cost smoke: stage parser works")
+        with tempfile.TemporaryDirectory() as tmp:  # the cell timer, in a kernel that runs a two-cell notebook
+            cells = slowest_cells(*_timed_notebook(Path(tmp), ["import time\ntime.sleep(0.3)", "x = 1"]))
+        assert [c["cell"] for c in cells] == [0, 1] and cells[0]["seconds"] >= 0.3, cells
+        assert cells[0]["notebook"] == "timed.ipynb" and cells[0]["first_line"] == "import time", cells
+        print("course_cost smoke: stage parser and cell timer work")
         return {}
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                           check=True).stdout.strip()
