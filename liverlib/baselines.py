@@ -92,6 +92,19 @@ def texture_svm(images, labels, train, test, seed: int = 0) -> np.ndarray:
     return _fit_predict(model, texture_features(images), labels, train, test)
 
 
+def _batches(x, y=None, batch_size: int = 32, shuffle_seed: int | None = None):
+    """A tf.data pipeline over arrays, reshuffled every epoch with a seed when ``shuffle_seed`` is given. Keras'
+    own array adapter shuffles with a stateful op, which under op determinism (enabled by a training run in
+    the same process) makes tf.data rewrite the pipeline and log "NodeDef mentions attribute
+    use_unbounded_threadpool ..."; a seeded shuffle is deterministic as it is."""
+    import tensorflow as tf  # local: heavy dependency
+
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(x), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size)
+
+
 def _fit_small_cnn(images, labels, train, seed: int, epochs: int, batch_size: int, val=None, patience=None):
     """The small CNN trained on ``images[train]``; with ``val`` and ``patience``, stopped on the validation
     macro-F1 with the best epoch's weights restored. Returns the model, its inputs and the kept epoch (from 1)."""
@@ -121,8 +134,8 @@ def _fit_small_cnn(images, labels, train, seed: int, epochs: int, batch_size: in
     if stopping:
         stop = keras.callbacks.EarlyStopping(monitor="val_macro_f1", mode="max", patience=patience,
                                              restore_best_weights=True)
-        extra = {"callbacks": [stop], "validation_data": (x[val], labels[val])}
-    history = model.fit(x[train], labels[train], epochs=epochs, batch_size=batch_size, verbose=0,
+        extra = {"callbacks": [stop], "validation_data": _batches(x[val], labels[val], batch_size)}
+    history = model.fit(_batches(x[train], labels[train], batch_size, seed), epochs=epochs, verbose=0,
                         class_weight=weights, **extra)
     kept = int(np.argmax(history.history["val_macro_f1"])) + 1 if stopping else len(history.history["loss"])
     return model, x, kept
@@ -132,7 +145,7 @@ def small_cnn(images, labels, train, test, seed: int = 0, epochs: int = 15, batc
     """Four conv blocks (32-64-128-128 filters), global pooling, dropout, softmax; Adam 1e-3, class weights;
     ``epochs`` epochs on ``images[train]``. Returns the probabilities for ``images[test]``."""
     model, x, _ = _fit_small_cnn(images, labels, train, seed, epochs, batch_size)
-    return model.predict(x[test], verbose=0)
+    return model.predict(_batches(x[test], batch_size=batch_size), verbose=0)
 
 
 def small_cnn_converged(images, labels, train, test, val, patience: int, seed: int = 0, epochs: int = 60,
@@ -143,7 +156,7 @@ def small_cnn_converged(images, labels, train, test, val, patience: int, seed: i
     lowest within a few epochs, while the minority classes are still being learned. Returns the probabilities
     for ``images[test]`` and the epoch kept (from 1)."""
     model, x, kept = _fit_small_cnn(images, labels, train, seed, epochs, batch_size, val=val, patience=patience)
-    return model.predict(x[test], verbose=0), kept
+    return model.predict(_batches(x[test], batch_size=batch_size), verbose=0), kept
 
 
 def nearest_neighbour(images, labels, train, test, seed: int = 0) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Baselines return proper probabilities and learn an easy task; the leakage experiment shows leakage."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -80,3 +83,30 @@ def test_leakage_experiment_inflates_the_random_split():
     assert leaky["test accuracy"] >= 0.9
     assert grouped["test accuracy"] < 0.5 < leaky["test accuracy"] - 0.4
     assert grouped["test images with their patient in training"].startswith("0 of")
+
+
+SMALL_CNN_UNDER_DETERMINISM = """
+import subprocess
+import sys
+
+import numpy as np
+import liverlib  # noqa: F401  (TensorFlow's CPU settings first, as every entry point)
+import tensorflow as tf
+tf.config.experimental.enable_op_determinism()  # what a training run in the same process leaves behind
+from liverlib.baselines import small_cnn
+rng = np.random.default_rng(0)
+images, labels = rng.integers(0, 255, (48, 32, 32)).astype("uint8"), np.arange(48) % 4
+print(np.round(small_cnn(images, labels, np.arange(36), np.arange(36, 48), epochs=2), 6).tolist())
+"""
+
+
+def test_small_cnn_after_a_training_run_logs_no_tensorflow_error_and_repeats_itself(tmp_path):
+    """Chapters train the small CNN in the kernel that trained the ResNet, where op determinism is on: Keras'
+    array adapter then made tf.data log "NodeDef mentions attribute use_unbounded_threadpool ..." (issue: a
+    clean training log). Seeded tf.data batches avoid it, and the same seed gives the same probabilities."""
+    runs = [subprocess.run([sys.executable, "-c", SMALL_CNN_UNDER_DETERMINISM], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "use_unbounded_threadpool" not in run.stderr
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.startswith("[[")
