@@ -5,10 +5,11 @@ A profile fixes the size of a run: how much phantom data, which image size, how 
 * ``quick``: CI, nbval and the exercise solutions. Tiny data, small images, 1-2 epochs, and a ResNet-14
   (ResNet-50's stem, stages, layer names and output shape with one bottleneck block per stage: each model's
   graph builds in a third of the time); seconds to a few minutes. It takes the laptop profile's crop and
-  batch-norm momentum, so CI runs the code paths the book runs, but never asks the network for weights.
+  batch-norm momentum, so CI runs most code paths the book runs (balanced sampling only in unit and smoke
+  tests), but never asks the network for weights.
 * ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU: the full
-  phantom, 64 px, 8 epochs, balanced sampling (each class drawn equally often: it scored above class weights
-  on every seed of benchmarks/results/recipe_seeds.json), the liver crop (more detail at the same input size),
+  phantom, 64 px, 8 epochs, balanced sampling (each class drawn equally often; chosen over class weights by
+  the seeds comparison of benchmarks/results/recipe_seeds.json), the liver crop (more detail at the same input size),
   batch-norm momentum 0.9 (moving statistics that keep up with a short run), Adam at 5e-4 (a tenth of the rate
   with the lowest loss in the ablation's learning-rate range test) with a one-epoch warm-up and cosine decay,
   and ImageNet weights when they can be fetched (random initialisation otherwise). Its cost is measured by
@@ -149,8 +150,9 @@ class RunConfig:
                                 f"{', '.join(CHECKPOINT_METRICS)}")
         if self.balanced_sampling and self.class_weighting:
             raise LiverlibError("balanced sampling and class weights both correct for class imbalance, and together "
-                                "they over-correct: turn one off (in `liverlib train`, leave out --class-weights or "
-                                "--balanced-sampling)")
+                                "they over-correct: turn one off (in `liverlib train` or `tune`, leave out "
+                                "--class-weights or --balanced-sampling; in Python, replace(class_weighting=True, "
+                                "balanced_sampling=False) or the other way round)")
         if not 0 <= self.label_smoothing < 1:
             raise LiverlibError(f"label smoothing must be in [0, 1), got {self.label_smoothing}")
         blocks = checked_blocks(self.backbone_blocks)  # a card's config (JSON) gives a list: the same blocks
@@ -272,12 +274,11 @@ _TUNING_SETTINGS = {"hyperband_factor", "tuner_max_epochs", "tuner_train_fractio
 _KEYED_ONLY_WHEN_SET = {"balanced_sampling": False, "backbone_blocks": RESNET50_BLOCKS}
 
 
-def training_settings_key(config: RunConfig, tuning: bool = False, class_names=None) -> str:
-    """SHA-256 of the settings that decide what a training run learns (image size, recipe, seed, class
-    weighting...), so a run trained under other settings is never taken for this configuration's run.
-    With ``tuning``, the Hyperband settings count too (for a search's project folder). ``class_names``: the
-    classes the model learns, when they are not the paper's four (which keep the key they always had)."""
-    import hashlib
+def training_settings(config: RunConfig, tuning: bool = False, class_names=None) -> dict:
+    """The settings that decide what a training run learns (image size, recipe, seed, class weighting...), as
+    JSON-ready values: what :func:`training_settings_key` hashes. With ``tuning``, the Hyperband settings count
+    too (for a search's project folder). ``class_names``: the classes the model learns, when they are not the
+    paper's four (which keep the key they always had)."""
     import json
 
     skip = _NOT_LEARNING_SETTINGS | (set() if tuning else _TUNING_SETTINGS)
@@ -285,6 +286,16 @@ def training_settings_key(config: RunConfig, tuning: bool = False, class_names=N
                 if k not in skip and not (k in _KEYED_ONLY_WHEN_SET and v == _KEYED_ONLY_WHEN_SET[k])}
     if class_names is not None and tuple(class_names) != CLASS_NAMES:
         settings["class_names"] = [str(c) for c in class_names]
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def training_settings_key(config: RunConfig, tuning: bool = False, class_names=None) -> str:
+    """SHA-256 of :func:`training_settings`, so a run trained under other settings is never taken for this
+    configuration's run."""
+    import hashlib
+    import json
+
+    settings = training_settings(config, tuning, class_names)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -26,7 +26,7 @@ from typing import Callable, TypeVar
 import pandas as pd
 
 from liverlib.classes import normal_class
-from liverlib.config import CHECKPOINT_METRICS, RunConfig, training_settings_key
+from liverlib.config import CHECKPOINT_METRICS, RunConfig, training_settings, training_settings_key
 from liverlib.errors import LiverlibError
 
 MODEL_FILE = "model.keras"
@@ -89,6 +89,40 @@ def read_card(run_dir: str | os.PathLike) -> dict:
     if "normal_class" not in card:
         card["normal_class"] = normal_class(card["class_names"])
     return card
+
+
+STARTED_FILE = "run_started.json"
+
+
+def started_record(config: RunConfig, class_names, weights_source: str) -> dict:
+    """What a run folder records when its training starts (``run_started.json``): the weights it started from,
+    the kept-epoch rule and the training settings with their key, which an interrupted run must resume under."""
+    return {"weights": weights_source, "checkpoint_metric": config.checkpoint_metric,
+            "settings_sha256": training_settings_key(config, class_names=class_names),
+            "settings": training_settings(config, class_names=class_names)}
+
+
+def check_resume(run_dir: Path, started: dict, config: RunConfig, class_names) -> None:
+    """Refuse to continue an interrupted run under other settings than it started with (``started``: its
+    ``run_started.json``; a folder from before the settings were recorded is not checked), naming each
+    setting that differs and what to do."""
+    kept_by = started.get("checkpoint_metric", "val_loss")
+    if kept_by != config.checkpoint_metric:  # the resumed model is compiled with the first run's metrics
+        raise LiverlibError(f"{run_dir.name} was started keeping the epoch by {kept_by}, not "
+                            f"{config.checkpoint_metric}; resume it with --keep-epoch-by {kept_by}, or pass "
+                            "--overwrite to start again")
+    key = training_settings_key(config, class_names=class_names)
+    if started.get("settings_sha256") not in (None, key):
+        from liverlib.config import _KEYED_ONLY_WHEN_SET  # a setting left out of the settings is at its default
+
+        defaults = json.loads(json.dumps(_KEYED_ONLY_WHEN_SET, default=str))
+        now, then = ({**defaults, **settings} for settings in (training_settings(config, class_names=class_names),
+                                                               started.get("settings") or {}))
+        differ = [f"{k} {then.get(k)!r} (now {now.get(k)!r})" for k in sorted(set(now) | set(then))
+                  if now.get(k) != then.get(k)]
+        raise LiverlibError(f"{run_dir.name} was started under other training settings: "
+                            f"{'; '.join(differ) or 'see its run_started.json'}. Resume it with the options it "
+                            "was started with, or pass --overwrite to start again")
 
 
 def card_settings_key(run_dir: Path) -> str | None:

@@ -33,9 +33,9 @@ from liverlib.environment import versions
 from liverlib.errors import LiverlibError
 from liverlib.metrics import scores
 from liverlib.preprocess import make_pipeline
-from liverlib.runs import (BACKUP_DIR, CARD_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_FILE, RunResult,
-                           backup_file, best_epoch, latest_backup, latest_run, load_model, load_run, macro_f1_metric,
-                           read_history, save_model_atomically, write_card)
+from liverlib.runs import (BACKUP_DIR, CARD_FILE, CURVES_FILE, HISTORY_FILE, MODEL_FILE, SPLIT_FILE, STARTED_FILE,
+                           RunResult, backup_file, best_epoch, check_resume, latest_backup, latest_run, load_model,
+                           load_run, macro_f1_metric, read_history, save_model_atomically, started_record, write_card)
 from liverlib.plots import plot_curves
 from liverlib.schedule import keras_learning_rate, piecewise_lr
 from liverlib.splits import save_split, split_for
@@ -278,16 +278,12 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     make_deterministic(config.seed)  # the initial weights too
     with strategy.scope():  # model and optimiser variables live on the strategy's devices
         backup = latest_backup(run_dir)
-        started_file = run_dir / "run_started.json"
+        started_file = run_dir / STARTED_FILE
         if backup is not None:  # an interrupted run: its model and optimiser state after the last full epoch
-            model = load_model(backup[0])
             started = json.loads(started_file.read_text()) if started_file.is_file() else {}
+            check_resume(run_dir, started, config, class_names)  # before loading: under its own settings only
+            model = load_model(backup[0])
             model.weights_source = started.get("weights", "unknown")
-            kept_by = started.get("checkpoint_metric", "val_loss")
-            if kept_by != config.checkpoint_metric:  # the resumed model is compiled with the first run's metrics
-                raise LiverlibError(f"{run_dir.name} was started keeping the epoch by {kept_by}, not "
-                                    f"{config.checkpoint_metric}; resume it with --keep-epoch-by {kept_by}, or pass "
-                                    "--overwrite to start again")
             done = backup[1] + 1
             print(f"resuming {run_dir.name}: {done} of {config.epochs} epochs done")
         else:
@@ -296,8 +292,7 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
                                                 config.dropout, config.weights, config.bn_momentum,
                                                 config.backbone_blocks)
             done = 0
-            started_file.write_text(json.dumps({"weights": model.weights_source,
-                                                "checkpoint_metric": config.checkpoint_metric}) + "\n")
+            started_file.write_text(json.dumps(started_record(config, class_names, model.weights_source)) + "\n")
         normalisation = normalisation_for(model.weights_source)
         train_rows, val_rows, train_ds, val_ds = training_data(config, manifest, normalisation)
         steps_per_epoch = -(-len(train_rows) // config.batch_size)

@@ -139,3 +139,22 @@ def test_the_compiled_macro_f1_counts_one_class_per_slice_even_when_probabilitie
     one_hot = macro_f1_metric()(3)
     one_hot.update_state(np.eye(3, dtype="float32")[labels], uniform)  # label smoothing's one-hot labels
     assert float(one_hot.result()) == pytest.approx(expected, abs=1e-5)
+
+
+def test_an_interrupted_run_resumes_only_under_the_settings_it_started_with(tmp_path):
+    from liverlib.runs import check_resume, started_record
+
+    config = load_config("laptop", artifacts_dir=tmp_path)
+    started = json.loads(json.dumps(started_record(config, None, "random initialisation")))  # as read back
+    assert started["settings"]["balanced_sampling"] is True and len(started["settings_sha256"]) == 64
+    check_resume(tmp_path, started, config, None)  # the same settings: resumed
+    older = {"weights": "random initialisation", "checkpoint_metric": "val_macro_f1"}  # before settings were kept
+    check_resume(tmp_path, older, config.replace(seed=7), None)
+    # the profile changed since the run started (class weights then, balanced sampling now): refused, by name
+    earlier = started_record(config.replace(balanced_sampling=False, class_weighting=True), None, "x")
+    with pytest.raises(LiverlibError, match="other training settings") as refused:
+        check_resume(tmp_path, earlier, config, None)
+    assert "balanced_sampling False (now True)" in str(refused.value)
+    assert "class_weighting True (now False)" in str(refused.value) and "--overwrite" in str(refused.value)
+    with pytest.raises(LiverlibError, match="--keep-epoch-by val_loss"):
+        check_resume(tmp_path, {**started, "checkpoint_metric": "val_loss"}, config, None)
