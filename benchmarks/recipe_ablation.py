@@ -4,7 +4,7 @@ The laptop profile (64 px, 8 epochs, random initialisation) reached a test macro
 ranks the levers on a reduced budget (a quarter of the training patients, every validation and test slice,
 fewer epochs), each recipe in its own process, on the default phantom and the book's patient-grouped split:
 
-* ``baseline``: the laptop profile as it is (whole slice, Adam 1e-4, class weights, Keras' batch-norm
+* ``baseline``: the laptop profile as it was then (whole slice, Adam 1e-4, class weights, Keras' batch-norm
   momentum 0.99);
 * ``crop``: the liver-region crop (:mod:`liverlib.crop`); every later recipe keeps it and changes one more
   thing: ``bn-momentum-0.9`` (moving statistics that keep up with the weights in a short run),

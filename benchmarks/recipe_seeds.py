@@ -156,6 +156,7 @@ def main(argv=None) -> None:
         code = subprocess.call(cmd)
         print(f"{run_name(name, seed)}: exit {code}", flush=True)
         merge(args.smoke)
+    merge(args.smoke)  # also when every run was done already (a run finished by an earlier, stopped queue)
 
 
 if __name__ == "__main__":

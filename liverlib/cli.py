@@ -12,13 +12,11 @@ import time
 from pathlib import Path
 
 from liverlib.aggregate import DEFAULT_RULE, RULES
-from liverlib.config import CHECKPOINT_METRICS
+from liverlib.config import CHECKPOINT_METRICS, PROFILE_NAMES, load_config
 from liverlib.errors import LiverlibError
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from liverlib.config import load_config
-
     cfg = load_config(args.profile)
     print(cfg.describe())
     return 0
@@ -77,7 +75,6 @@ def _imbalance_changes(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from liverlib.config import load_config
     from liverlib.data import load_dataset
     from liverlib.splits import split_for
     from liverlib.train import train
@@ -183,7 +180,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_tune(args: argparse.Namespace) -> int:
     import os
 
-    from liverlib.config import load_config
     from liverlib.data import load_dataset
     from liverlib.splits import split_for
     from liverlib.tuning import paper_comparison, tune
@@ -230,12 +226,15 @@ def _profile_and_data(p: argparse.ArgumentParser) -> None:
 
 
 def _imbalance_options(p: argparse.ArgumentParser, where: str) -> None:
+    on = {f: ", ".join(n for n in PROFILE_NAMES if getattr(load_config(n), f)) or "no profile"
+          for f in ("class_weighting", "balanced_sampling")}
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"weight classes by inverse frequency{where}, instead of the profile's balanced sampling "
-                        "(default: the profile's; off in every profile)")
+                   help=f"weight the loss by inverse class frequency{where}, replacing a profile's balanced sampling "
+                        f"(default: the profile's; on in {on['class_weighting']})")
     p.add_argument("--balanced-sampling", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"draw each class equally often{where}, instead of class weights (default: the "
-                        "profile's; on in laptop, off in paper and quick)")
+                   help=f"draw each class equally often{where}, replacing a profile's class weights (default: the "
+                        f"profile's; on in {on['balanced_sampling']}); --no-balanced-sampling alone trains with no "
+                        "correction for class imbalance")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -151,7 +151,7 @@ def tune(config: RunConfig, manifest: pd.DataFrame | None = None, project_dir: s
     train_rows, val_rows, train_ds, val_ds = training_data(config, search_subset(manifest, config.tuner_train_fraction,
                                                                                 config.seed),
                                                            normalisation_for(config.weights))
-    # the profile's class weighting applies to every trial, as to a training run
+    # the profile's class weighting (or, in training_data, its balanced sampling) applies to every trial
     class_names = class_names_of(manifest)
     class_weights = class_weights_for(config, train_rows["label"].to_numpy(), len(class_names))
     hypermodel = make_hypermodel(config, objective, project_dir / TRIAL_LOG)

@@ -131,11 +131,11 @@ def test_the_seeds_table_summarises_each_recipe_over_its_seeds_and_refuses_a_bad
         return {"seed": seed, "test_macro_f1": f1, "test_balanced_accuracy": balanced}
 
     path = tmp_path / "recipe_seeds.json"
-    path.write_text(json.dumps({"runs": {"laptop": [run(42, 0.30, 0.40), run(43, 0.40, 0.50)],
+    path.write_text(json.dumps({"runs": {"class-weights": [run(42, 0.30, 0.40), run(43, 0.40, 0.50)],
                                          "balanced-sampling": [run(42, 0.50, 0.60)]}}))
     table = seeds_table(path)
-    assert list(table.index) == ["laptop", "balanced-sampling"]  # in the file's order
-    laptop = table.loc["laptop"]
+    assert list(table.index) == ["class-weights", "balanced-sampling"]  # in the file's order
+    laptop = table.loc["class-weights"]
     assert laptop["seeds"] == 2 and laptop["test macro-F1 mean"] == pytest.approx(0.35)
     assert laptop["sd"] == pytest.approx(0.0707, abs=1e-4) and (laptop["min"], laptop["max"]) == (0.30, 0.40)
     assert laptop["balanced accuracy mean"] == pytest.approx(0.45) and laptop["per seed"] == "42: 0.30, 43: 0.40"
@@ -155,17 +155,17 @@ def test_paired_seeds_compare_two_recipes_on_the_seeds_both_finished(tmp_path):
         return {"seed": seed, "test_macro_f1": f1, "test_balanced_accuracy": 0.5}
 
     path = tmp_path / "recipe_seeds.json"
-    path.write_text(json.dumps({"runs": {"laptop": [run(42, 0.30), run(43, 0.40), run(44, 0.35)],
+    path.write_text(json.dumps({"runs": {"class-weights": [run(42, 0.30), run(43, 0.40), run(44, 0.35)],
                                          "balanced-sampling": [run(43, 0.38), run(42, 0.36)]}}))
-    pairs = paired_seeds("balanced-sampling", "laptop", path)
+    pairs = paired_seeds("balanced-sampling", "class-weights", path)
     assert list(pairs.index) == [42, 43] and pairs.index.name == "seed"  # seed 44: only one recipe has it
-    assert list(pairs.columns) == ["laptop", "balanced-sampling", "difference"]
+    assert list(pairs.columns) == ["class-weights", "balanced-sampling", "difference"]
     np.testing.assert_allclose(pairs["difference"], [0.06, -0.02])
     assert (pairs["difference"] > 0).sum() == 1
-    path.write_text(json.dumps({"runs": {"laptop": [run(42, 0.30)], "other": [run(7, 0.5)]}}))
-    assert paired_seeds("other", "laptop", path).empty
-    with pytest.raises(LiverlibError, match="no recipe 'nocrop-128'.*laptop, other"):
-        paired_seeds("nocrop-128", "laptop", path)
+    path.write_text(json.dumps({"runs": {"class-weights": [run(42, 0.30)], "other": [run(7, 0.5)]}}))
+    assert paired_seeds("other", "class-weights", path).empty
+    with pytest.raises(LiverlibError, match="no recipe 'nocrop-128'.*class-weights, other"):
+        paired_seeds("nocrop-128", "class-weights", path)
 
 
 def test_before_and_after_reads_scores_pointing_and_lesion_sizes_and_refuses_a_bad_file(tmp_path):
