@@ -81,13 +81,23 @@ get_ipython().events.register("post_run_cell", _post)
 """
 
 
+def _myst_cells(path: Path) -> list:
+    """The cells of a MyST Markdown page, read as the book reads it (none for a page without code cells)."""
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    text = path.read_text()
+    return read_myst_markdown_notebook(text, path=path).cells if "{code-cell}" in text else []
+
+
 def slowest_cells(clone: Path, log: Path, n: int = 25) -> list[dict]:
-    """The ``n`` slowest cells of the book's execution: notebook, cell index, seconds, first line."""
+    """The ``n`` slowest cells of the book's execution: notebook (or MyST page), cell index, seconds, first line.
+    A cell whose source appears in several chapters is credited to the first."""
     if not log.is_file():
         return []
     where = {}
-    for path in sorted((clone / "notebooks").glob("*.ipynb")):
-        for index, cell in enumerate(json.loads(path.read_text())["cells"]):
+    for path in sorted((clone / "notebooks").glob("*.ipynb")) + sorted((clone / "book").glob("*.md")):
+        cells = json.loads(path.read_text())["cells"] if path.suffix == ".ipynb" else _myst_cells(path)
+        for index, cell in enumerate(cells):
             if cell["cell_type"] == "code":
                 source = "".join(cell["source"])
                 where.setdefault(hashlib.sha1(source.encode()).hexdigest(), (path.name, index, source))
