@@ -136,7 +136,7 @@ def _fit_small_cnn(images, labels, train, seed: int, epochs: int, batch_size: in
                                              restore_best_weights=True)
         extra = {"callbacks": [stop], "validation_data": _batches(x[val], labels[val], batch_size)}
     history = model.fit(_batches(x[train], labels[train], batch_size, seed), epochs=epochs, verbose=0,
-                        class_weight=weights, **extra)
+                        class_weight=weights, shuffle=False, **extra)  # the batches reshuffle themselves
     kept = int(np.argmax(history.history["val_macro_f1"])) + 1 if stopping else len(history.history["loss"])
     return model, x, kept
 
