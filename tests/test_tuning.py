@@ -114,7 +114,7 @@ def test_a_search_under_other_settings_gets_its_own_project(tmp_path):
     here = default_project_dir(config, manifest, "val_accuracy")
     assert here == default_project_dir(load_config("laptop", artifacts_dir=tmp_path), manifest, "val_accuracy")
     # an old search at another image size or budget is not continued as if it were this one
-    for change in (dict(image_size=96), dict(tuner_max_epochs=4), dict(class_weighting=False)):
+    for change in (dict(image_size=96), dict(tuner_max_epochs=4), dict(balanced_sampling=False)):
         assert default_project_dir(config.replace(**change), manifest, "val_accuracy") != here, change
     assert default_project_dir(config, manifest, "val_macro_f1") != here
 
