@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from liverlib.aggregate import DEFAULT_RULE, RULES
-from liverlib.config import CHECKPOINT_METRICS, PROFILE_NAMES, load_config
+from liverlib.config import CHECKPOINT_METRICS, load_config, profiles_with
 from liverlib.errors import LiverlibError
 
 
@@ -226,8 +226,7 @@ def _profile_and_data(p: argparse.ArgumentParser) -> None:
 
 
 def _imbalance_options(p: argparse.ArgumentParser, where: str) -> None:
-    on = {f: ", ".join(n for n in PROFILE_NAMES if getattr(load_config(n), f)) or "no profile"
-          for f in ("class_weighting", "balanced_sampling")}
+    on = {f: ", ".join(profiles_with(f)) or "no profile" for f in ("class_weighting", "balanced_sampling")}
     p.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None,
                    help=f"weight the loss by inverse class frequency{where}, replacing a profile's balanced sampling "
                         f"(default: the profile's; on in {on['class_weighting']})")

@@ -274,16 +274,17 @@ _TUNING_SETTINGS = {"hyperband_factor", "tuner_max_epochs", "tuner_train_fractio
 _KEYED_ONLY_WHEN_SET = {"balanced_sampling": False, "backbone_blocks": RESNET50_BLOCKS}
 
 
-def training_settings(config: RunConfig, tuning: bool = False, class_names=None) -> dict:
+def training_settings(config: RunConfig, tuning: bool = False, class_names=None, every: bool = False) -> dict:
     """The settings that decide what a training run learns (image size, recipe, seed, class weighting...), as
     JSON-ready values: what :func:`training_settings_key` hashes. With ``tuning``, the Hyperband settings count
     too (for a search's project folder). ``class_names``: the classes the model learns, when they are not the
-    paper's four (which keep the key they always had)."""
+    paper's four (which keep the key they always had). ``every``: also the options the key leaves out at their
+    default (``_KEYED_ONLY_WHEN_SET``), to show a run's settings in full."""
     import json
 
     skip = _NOT_LEARNING_SETTINGS | (set() if tuning else _TUNING_SETTINGS)
-    settings = {k: v for k, v in dataclasses.asdict(config).items()
-                if k not in skip and not (k in _KEYED_ONLY_WHEN_SET and v == _KEYED_ONLY_WHEN_SET[k])}
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in skip and (
+        every or not (k in _KEYED_ONLY_WHEN_SET and v == _KEYED_ONLY_WHEN_SET[k]))}
     if class_names is not None and tuple(class_names) != CLASS_NAMES:
         settings["class_names"] = [str(c) for c in class_names]
     return json.loads(json.dumps(settings, sort_keys=True, default=str))
@@ -318,6 +319,13 @@ def default_artifacts_dir() -> Path:
     if (repo / "pyproject.toml").is_file() and (repo / "liverlib").is_dir():
         return repo / "artifacts"
     return Path.home() / ".cache" / "liverlib"
+
+
+def profiles_with(setting: str) -> tuple[str, ...]:
+    """The profiles in which a yes/no setting is on, from the profiles alone (for help texts: no environment
+    variable is read, so a bad LIVERLIB_DATA_DIR cannot break them)."""
+    default = next(f.default for f in dataclasses.fields(RunConfig) if f.name == setting)
+    return tuple(name for name, values in _PROFILES.items() if values.get(setting, default))
 
 
 def load_config(profile: str | None = None, *, data_dir: str | os.PathLike | None = None,

@@ -99,7 +99,7 @@ def started_record(config: RunConfig, class_names, weights_source: str) -> dict:
     the kept-epoch rule and the training settings with their key, which an interrupted run must resume under."""
     return {"weights": weights_source, "checkpoint_metric": config.checkpoint_metric,
             "settings_sha256": training_settings_key(config, class_names=class_names),
-            "settings": training_settings(config, class_names=class_names)}
+            "settings": training_settings(config, class_names=class_names, every=True)}
 
 
 def check_resume(run_dir: Path, started: dict, config: RunConfig, class_names) -> None:
@@ -113,11 +113,7 @@ def check_resume(run_dir: Path, started: dict, config: RunConfig, class_names) -
                             "--overwrite to start again")
     key = training_settings_key(config, class_names=class_names)
     if started.get("settings_sha256") not in (None, key):
-        from liverlib.config import _KEYED_ONLY_WHEN_SET  # a setting left out of the settings is at its default
-
-        defaults = json.loads(json.dumps(_KEYED_ONLY_WHEN_SET, default=str))
-        now, then = ({**defaults, **settings} for settings in (training_settings(config, class_names=class_names),
-                                                               started.get("settings") or {}))
+        now, then = training_settings(config, class_names=class_names, every=True), started.get("settings") or {}
         differ = [f"{k} {then.get(k)!r} (now {now.get(k)!r})" for k in sorted(set(now) | set(then))
                   if now.get(k) != then.get(k)]
         raise LiverlibError(f"{run_dir.name} was started under other training settings: "

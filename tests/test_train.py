@@ -429,3 +429,13 @@ def test_a_three_class_folder_with_an_unknown_name(other_class_runs):
     assert plain["class_names"] == ["cyst", "steatosis"] and plain["normal_class"] is None
     probs = np.array([[0.9, 0.1], [0.2, 0.8]])
     assert aggregate(probs, "top-k", normal_class_index(plain["class_names"], plain))[1] == "mean"
+
+
+def test_the_cli_parser_reads_no_environment_so_a_bad_data_folder_is_reported_by_the_command(monkeypatch):
+    from liverlib.cli import build_parser
+    from liverlib.config import profiles_with
+
+    monkeypatch.setenv("LIVERLIB_DATA_DIR", "/no/such/folder")  # what `liverlib phantom` may be about to create
+    args = build_parser().parse_args(["phantom", "--out", "x"])  # the help texts need the profiles, not the data
+    assert args.command == "phantom"
+    assert profiles_with("balanced_sampling") == ("laptop",) and profiles_with("class_weighting") == ()
