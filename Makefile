@@ -26,7 +26,9 @@ setup: $(STAMP)
 browser:
 	@bash scripts/install-chromium.sh
 
+# the chapters run in two streams into the book's jupyter-cache (scripts/execute_chapters.py); the build renders them
 book: setup
+	$(PY) scripts/execute_chapters.py _build/laptop
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/laptop
 	@rm -rf _build/html && cp -r _build/laptop/_build/html _build/html
 	@echo "book: open _build/html/index.html"

@@ -79,3 +79,57 @@ def test_an_edited_chapter_does_not_match_its_old_cached_outputs(plugin, noteboo
     edited.cells[3].source = "x + 2"
     with pytest.raises(KeyError):
         cache.match_cache_notebook(edited)
+
+
+# scripts/execute_chapters.py: make book executes the chapters in two streams into the book's jupyter-cache
+
+EXECUTE = Path(__file__).resolve().parents[1] / "scripts" / "execute_chapters.py"
+
+
+@pytest.fixture(scope="module")
+def execute_chapters():
+    spec = importlib.util.spec_from_file_location("execute_chapters", EXECUTE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_chapter_is_in_one_stream_and_only_the_run_stream_reads_the_run(execute_chapters):
+    run, other = execute_chapters.streams()
+    chapters = execute_chapters.book_notebooks()
+    assert sorted(run + other) == sorted(chapters) and not set(run) & set(other)
+    assert run[0] == "05_training"  # the chapter that trains the run comes first in its stream
+    notebooks = CONFTEST.parent
+    for name in other:  # a chapter that reads (or would train) the profile's run must wait for 05
+        source = "\n".join(c.source for c in nbformat.read(notebooks / f"{name}.ipynb", as_version=4).cells
+                           if c.cell_type == "code")
+        assert "trained_run(" not in source and "ll.train(config" not in source, name
+
+
+def test_a_stream_caches_what_the_book_build_matches_and_stops_at_a_failure(execute_chapters, notebook, tmp_path,
+                                                                          capsys):
+    from jupyter_cache import get_cache
+
+    broken = tmp_path / "broken.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells[1].source = "raise ValueError('a failing chapter')"
+    nbformat.write(nb, broken)
+    never = tmp_path / "never.ipynb"  # after the failure: not run
+    nb.cells[1].source = "y = 3"
+    nbformat.write(nb, never)
+    cache_dir = tmp_path / "cache"
+    failed = execute_chapters.run_stream("test", [str(notebook), str(broken), str(never)], str(cache_dir))
+    assert failed == str(broken)
+    cache = get_cache(cache_dir)
+    record = cache.match_cache_notebook(nbformat.read(notebook, as_version=4))  # as myst-nb matches it
+    assert record.data["execution_seconds"] > 0
+    _, merged = cache.merge_match_into_notebook(nbformat.read(notebook, as_version=4))
+    assert merged.cells[3].outputs[0]["data"]["text/plain"] == "2"
+    for path in (broken, never):
+        with pytest.raises(KeyError):
+            cache.match_cache_notebook(nbformat.read(path, as_version=4))
+    # a second run finds the chapter cached and does not execute it again
+    capsys.readouterr()
+    assert execute_chapters.run_stream("test", [str(notebook)], str(cache_dir)) is None
+    assert "chapter: cached, not run again" in capsys.readouterr().out
+    assert len(get_cache(cache_dir).list_cache_records()) == 1
