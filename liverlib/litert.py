@@ -187,10 +187,11 @@ def fast_forward(run_dir: str | os.PathLike, model, fallback: Callable[[np.ndarr
             export_litert(run_dir, model, model_sha256=sha)
             forward = LiteRTForward(run_dir / LITERT_FILE)
             where = ""
-        except PermissionError:  # a read-only run folder: convert into a temporary folder, every time
-            tmp = Path(tempfile.mkdtemp(prefix="liverlib-litert-"))
-            forward = LiteRTForward(export_litert(run_dir, model, out_dir=tmp, model_sha256=sha))
-            where = f", converted into {tmp} because {run_dir} is read-only"
+        except PermissionError:  # a read-only run folder: convert into a temporary folder, every time, and
+            # remove it once the interpreter holds the model (it maps the file, which outlives its name)
+            with tempfile.TemporaryDirectory(prefix="liverlib-litert-") as tmp:
+                forward = LiteRTForward(export_litert(run_dir, model, out_dir=Path(tmp), model_sha256=sha))
+            where = f", converted in a temporary folder because {run_dir} is read-only"
     except LiverlibError as error:
         return FastForward(fallback, f"{tf_backend}: {error}")
     except Exception as error:  # the converter failing on an unusual model must not stop classification

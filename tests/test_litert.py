@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -130,10 +132,14 @@ def test_a_read_only_run_folder_converts_elsewhere(run, monkeypatch):
         return real(run_dir, model, out_dir, **kwargs)
 
     monkeypatch.setattr(litert, "export_litert", read_only)
+    tmp = run.parent / "tmp"  # the temporary folders of this test
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     clf = Classifier(run)
     assert "read-only" in clf.fast.backend and clf.fast.backend.startswith("LiteRT")
     assert not (run / LITERT_FILE).exists()
-    _check_equal_to_keras(clf.forward, clf.model)
+    assert list(tmp.iterdir()) == []  # every classify process used to leave a converted model (34 MB) behind
+    _check_equal_to_keras(clf.forward, clf.model)  # the interpreter still has the model
 
 
 def test_a_conversion_outside_tolerance_is_refused(run, monkeypatch):
