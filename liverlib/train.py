@@ -274,14 +274,15 @@ def train(config: RunConfig, manifest: pd.DataFrame | None = None, run_dir: str 
     run_dir.mkdir(parents=True, exist_ok=True)
     split_sha = save_split(manifest, run_dir / SPLIT_FILE)
 
+    backup = latest_backup(run_dir)
+    started_file = run_dir / STARTED_FILE
+    if backup is not None:  # an interrupted run resumes under its own settings only: checked before anything
+        started = json.loads(started_file.read_text()) if started_file.is_file() else {}  # is seeded or loaded
+        check_resume(run_dir, started, config, class_names)
     strategy = strategy or default_strategy()
     make_deterministic(config.seed)  # the initial weights too
     with strategy.scope():  # model and optimiser variables live on the strategy's devices
-        backup = latest_backup(run_dir)
-        started_file = run_dir / STARTED_FILE
-        if backup is not None:  # an interrupted run: its model and optimiser state after the last full epoch
-            started = json.loads(started_file.read_text()) if started_file.is_file() else {}
-            check_resume(run_dir, started, config, class_names)  # before loading: under its own settings only
+        if backup is not None:  # its model and optimiser state after the last full epoch
             model = load_model(backup[0])
             model.weights_source = started.get("weights", "unknown")
             done = backup[1] + 1
