@@ -127,18 +127,31 @@ def test_measured_gpu_runs_become_rows_of_the_estimate_and_of_the_table():
     assert gpu_runs_table({}).empty
 
 
+RECIPE_SMOKE = """
+import sys
+from benchmarks import (before_after, liver_crop, phantom_ceiling, recipe_ablation, recipe_seeds, study_latency,
+                        study_liver_slices, study_rules)
+seeds_run = sys.argv[1]  # recipe_seeds' first run, which before_after scores as "after"
+for module, extra in ((liver_crop, []), (recipe_ablation, []), (recipe_seeds, []),
+                      (before_after, ["--after", seeds_run]), (phantom_ceiling, []), (study_latency, []),
+                      (study_liver_slices, []), (study_rules, [])):
+    module.main(["--smoke", *extra])
+    print("==== done:", module.__name__, flush=True)
+"""
+
+
 @pytest.mark.benchmark
 @pytest.mark.slow
 def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     """The training-recipe work (liver crop, lever ablation) and the whole-study benchmarks, on tiny inputs."""
     env = {"LIVERLIB_ARTIFACTS_DIR": str(tmp_path / "artifacts"), "PATH": "/usr/bin:/bin"}
     seeds_run = tmp_path / "artifacts" / "recipe-seeds-smoke" / "balanced-sampling-seed42"  # before_after scores it as "after"
-    for name, *extra in (("liver_crop",), ("recipe_ablation",), ("recipe_seeds",),
-                         ("before_after", "--after", str(seeds_run)), ("phantom_ceiling",), ("study_latency",),
-                         ("study_liver_slices",), ("study_rules",)):
-        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--smoke", *extra], cwd=REPO, env=env,
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, name + proc.stdout[-2000:] + proc.stderr[-3000:]
+    # one process runs them in turn (each --smoke, as `python -m benchmarks.NAME --smoke`): TensorFlow is
+    # imported once, not eight times
+    proc = subprocess.run([sys.executable, "-c", RECIPE_SMOKE, str(seeds_run)], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("==== done") == 8, proc.stdout[-2000:]
     crop = _smoke("liver_crop")
     assert set(crop["small_cnn"]) == {"none", "body", "liver"}
     for view, read in crop["crop_quality"]["orientation_read_right"].items():
