@@ -23,6 +23,7 @@ The runs live under ``artifacts/before-after/`` (never ``artifacts/runs``); a fi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -50,16 +51,19 @@ def score(run_dir: Path, pointing_limit: int | None) -> dict:
     from liverlib.lesion_size import sensitivity_by_lesion_size
     from liverlib.phantom import read_manifest
     from liverlib.pointing import phantom_pointing_game
+    from liverlib.config import RunConfig
     from liverlib.runs import read_card
 
     card = read_card(run_dir)
+    defaults = {f.name: None if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(RunConfig)}
     metrics = (evaluation := evaluate_run(run_dir, n_boot=1000, figures=False)).metrics
     by_size = sensitivity_by_lesion_size(evaluation.predictions, read_manifest(Path(card["data"]) / "manifest.csv"))
     pointing = phantom_pointing_game(run_dir, limit=pointing_limit)
     every = by_size.loc["all"]
     return {
-        "run": Path(run_dir).name, "settings": {k: card["config"].get(k, False if k == "balanced_sampling" else None)
-                                  for k in (*BEFORE, "image_size", "epochs", "seed")},
+        "run": Path(run_dir).name, "settings": {k: card["config"].get(k, defaults.get(k))  # a card from before a
+                                  for k in (*BEFORE, "image_size", "epochs", "seed")},      # field: its default
         "weights": card.get("weights"), "epochs_run": card.get("epochs_run"),
         "kept_epoch": None if card.get("best_epoch") is None else card["best_epoch"] + 1,
         "test_macro_f1": float(metrics["macro_f1"]), "test_macro_f1_ci95": metrics["ci95"]["macro_f1"],
