@@ -23,7 +23,6 @@ The runs live under ``artifacts/before-after/`` (never ``artifacts/runs``); a fi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -47,16 +46,15 @@ def runs_dir(smoke: bool = False) -> Path:
 
 def score(run_dir: Path, pointing_limit: int | None) -> dict:
     """Chapter 07's figures for one run folder."""
+    from liverlib.config import setting_defaults
     from liverlib.evaluate import evaluate_run
     from liverlib.lesion_size import sensitivity_by_lesion_size
     from liverlib.phantom import read_manifest
     from liverlib.pointing import phantom_pointing_game
-    from liverlib.config import RunConfig
     from liverlib.runs import read_card
 
     card = read_card(run_dir)
-    defaults = {f.name: None if f.default is dataclasses.MISSING else f.default
-                for f in dataclasses.fields(RunConfig)}
+    defaults = setting_defaults()
     metrics = (evaluation := evaluate_run(run_dir, n_boot=1000, figures=False)).metrics
     by_size = sensitivity_by_lesion_size(evaluation.predictions, read_manifest(Path(card["data"]) / "manifest.csv"))
     pointing = phantom_pointing_game(run_dir, limit=pointing_limit)

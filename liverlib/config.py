@@ -321,10 +321,16 @@ def default_artifacts_dir() -> Path:
     return Path.home() / ".cache" / "liverlib"
 
 
+def setting_defaults() -> dict:
+    """Each RunConfig field's default, None for the fields without one (every profile sets them): what a
+    setting was in a run that predates it, or in a profile that does not name it."""
+    return {f.name: None if f.default is dataclasses.MISSING else f.default for f in dataclasses.fields(RunConfig)}
+
+
 def profiles_with(setting: str) -> tuple[str, ...]:
     """The profiles in which a yes/no setting is on, from the profiles alone (for help texts: no environment
     variable is read, so a bad LIVERLIB_DATA_DIR cannot break them)."""
-    default = next(f.default for f in dataclasses.fields(RunConfig) if f.name == setting)
+    default = setting_defaults()[setting]
     return tuple(name for name, values in _PROFILES.items() if values.get(setting, default))
 
 
