@@ -6,7 +6,7 @@ kernels side by side finish sooner, as the two streams of `make test` do. The ch
 
 * the run stream: 05 trains the profile's model; 07, 08, 09 and 11 read that run. They run in this order.
 * the other stream: every other chapter, which neither trains nor reads the profile's run
-  (tests/test_structure.py checks that no chapter outside the run stream calls ``trained_run``).
+  (tests/test_notebook_cache.py checks that no chapter outside the run stream calls ``trained_run``).
 
 Before the streams start, the profile's phantom and the quick profile's (which the exercise solutions of both
 streams read) are written once, so two kernels never generate the same dataset. Each executed notebook is stored

@@ -9,12 +9,17 @@ import pytest
 CONFTEST = Path(__file__).resolve().parents[1] / "notebooks" / "conftest.py"
 
 
-@pytest.fixture(scope="module")
-def plugin():
-    spec = importlib.util.spec_from_file_location("notebooks_conftest", CONFTEST)
+def _module(name: str, path: Path):
+    """A Python file outside the package (a conftest, a script) imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def plugin():
+    return _module("notebooks_conftest", CONFTEST)
 
 
 @pytest.fixture
@@ -88,10 +93,7 @@ EXECUTE = Path(__file__).resolve().parents[1] / "scripts" / "execute_chapters.py
 
 @pytest.fixture(scope="module")
 def execute_chapters():
-    spec = importlib.util.spec_from_file_location("execute_chapters", EXECUTE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _module("execute_chapters", EXECUTE)
 
 
 def test_every_chapter_is_in_one_stream_and_only_the_run_stream_reads_the_run(execute_chapters):
