@@ -9,6 +9,8 @@ virtual environment, a new phantom, new training runs) and runs the README's com
   index, seconds), timed by an IPython startup file that the book's kernels load (``IPYTHONDIR``). The
   chapters run in two streams side by side (scripts/execute_chapters.py), so their times overlap and do not
   add up: ``chapters_wall_seconds`` is the wall time of both streams with the phantoms written before them.
+  ``stack_import_seconds``: one process's import of the course's libraries, with and without the .pyc files
+  that ``make setup`` compiles (measured after setup, outside the total).
 
 Targets (issue "Benchmarks"): make test under 20 minutes, make book under 45 minutes. Each takes as long as
 it measures, so ``make bench`` does not run this; run it on an otherwise idle machine:
@@ -133,6 +135,24 @@ def _timed_notebook(tmp: Path, sources: list[str]) -> tuple[Path, Path]:
     return tmp, Path(env["COURSE_COST_CELL_LOG"])
 
 
+STACK = "import tensorflow, keras, pandas, scipy.ndimage, sklearn.metrics, matplotlib.pyplot, skimage, pydicom"
+
+
+def import_seconds(python: Path) -> dict[str, float]:
+    """What one new Python process (a kernel, a test's subprocess) spends importing the course's libraries from
+    the clone's virtual environment: with the .pyc files that ``make setup`` writes (``uv --compile-bytecode``),
+    and without them, as where uv installed without that flag and PYTHONDONTWRITEBYTECODE is set (an empty
+    PYTHONPYCACHEPREFIX hides the .pyc files; nothing is written)."""
+    times = {}
+    for name, env in (("compiled", {}), ("uncompiled", {"PYTHONDONTWRITEBYTECODE": "1"})):
+        with tempfile.TemporaryDirectory() as empty:
+            env = {**os.environ, **env, **({"PYTHONPYCACHEPREFIX": empty} if name == "uncompiled" else {})}
+            start = time.perf_counter()
+            subprocess.run([str(python), "-c", STACK], env=env, check=True, capture_output=True)
+            times[name] = round(time.perf_counter() - start, 1)
+    return times
+
+
 def measure(which: str, clone: Path, logs: Path) -> dict:
     extra = {}
     if which == "test":
@@ -140,6 +160,7 @@ def measure(which: str, clone: Path, logs: Path) -> dict:
         stages = test_stages((logs / "make-test.log").read_text(errors="replace"))
     else:
         setup, code = _run(["make", "setup"], clone, logs / "make-setup.log")
+        extra["stack_import_seconds"] = import_seconds(clone / ".venv" / "bin" / "python")  # not in the total
         timer = _cell_timer_env(logs)
         cell_log = Path(timer["COURSE_COST_CELL_LOG"])
         seconds, code2 = _run(["make", "book"], clone, logs / "make-book.log", timer)
@@ -147,7 +168,7 @@ def measure(which: str, clone: Path, logs: Path) -> dict:
         code = code or code2
         stages = {"setup (.venv)": round(setup, 1)}
         stages.update({f"notebook {k}": v for k, v in sorted(notebook_seconds(clone / "_build" / "laptop").items())})
-        extra = {"slowest_cells": slowest_cells(clone, cell_log)}
+        extra["slowest_cells"] = slowest_cells(clone, cell_log)
         streams = re.search(r"chapters executed in two streams in (\d+) s",
                             (logs / "make-book.log").read_text(errors="replace"))
         if streams:

@@ -80,3 +80,19 @@ def test_notebooks_are_committed_clean_and_valid():
         nbformat.validate(nbformat.from_dict(raw))
         stored = [i for i, cell in enumerate(raw["cells"]) if cell["cell_type"] == "code" and cell.get("outputs")]
         assert not stored, f"{path.name}: code cells {stored} carry stored outputs"
+
+
+def test_setup_installs_compiled_bytecode():
+    """make setup compiles the packages' .pyc files (uv --compile-bytecode): where PYTHONDONTWRITEBYTECODE is set,
+    an uncompiled environment makes every kernel and test process compile TensorFlow, pandas and scipy again
+    (course_cost.json, stack_import_seconds)."""
+    import importlib.util
+
+    import keras_tuner
+    import myst_nb
+    import sphinx
+    import tensorflow
+
+    missing = [m.__name__ for m in (keras_tuner, myst_nb, sphinx, tensorflow)
+               if not Path(importlib.util.cache_from_source(m.__file__)).is_file()]
+    assert not missing, f"no .pyc for {missing}: install with `uv pip install --compile-bytecode` (see the Makefile)"
