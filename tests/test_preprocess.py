@@ -124,3 +124,39 @@ def test_augmented_pipeline_is_not_rewritten_under_op_determinism(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "use_unbounded_threadpool" not in run.stderr
     assert run.stdout.strip() == "ok"
+
+
+def test_a_process_keeps_prepared_slices_until_the_file_changes(tmp_path):
+    """load_resized keeps what it prepared (the training chapter's baseline reuses the ResNet's decoded
+    training images), keyed by the file's size and modification time and by the settings."""
+    import os
+
+    from liverlib.preprocess import forget_loaded, load_images, load_resized
+
+    forget_loaded()
+    path = tmp_path / "slice.png"
+    Image.fromarray(np.full((40, 40), 60, np.uint8)).save(path)
+    first = load_resized(str(path), 16)
+    assert load_resized(str(path), 16) is first  # kept
+    assert not first.flags.writeable  # shared, so nobody may change it in place
+    assert load_resized(str(path), 8).shape == (8, 8)  # another size is prepared on its own
+    stacked = load_images([path, path], 16)
+    assert stacked.flags.writeable and stacked.shape == (2, 16, 16)  # a caller's own copy
+
+    Image.fromarray(np.full((40, 40), 200, np.uint8)).save(path)  # the file changes: read again
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = load_resized(str(path), 16)
+    assert changed is not first and int(changed.mean()) == 200 and int(first.mean()) == 60
+
+    forget_loaded()
+    assert load_resized(str(path), 16) is not changed
+
+
+def test_a_missing_file_still_gets_the_decoders_error(tmp_path):
+    from liverlib.errors import LiverlibError
+    from liverlib.preprocess import load_resized
+
+    with pytest.raises((LiverlibError, OSError)) as raised:
+        load_resized(str(tmp_path / "gone.png"), 16)
+    assert "gone.png" in str(raised.value)
