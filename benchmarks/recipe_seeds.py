@@ -114,7 +114,10 @@ def merge(smoke: bool = False) -> Path:
     result = {"summary": summary, "runs": runs, "machine": machine_info(),
               "note": "laptop profile's full budget (every training patient, 8 epochs, kept epoch by validation "
                       "macro-F1), random initialisation, the book's split; seeds change initial weights, "
-                      "augmentation and batch order"}
+                      "augmentation and batch order. train_seconds and seconds are the wall time of the run's "
+                      "last process: a run resumed from its backup counts only that process, and one paused "
+                      "(SIGSTOP) while make book or make test was timed counts the pause, so they are not "
+                      "compute times"}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / ("recipe_seeds_smoke.json" if smoke else "recipe_seeds.json")
     path.write_text(json.dumps(result, indent=1, default=float) + "\n")
