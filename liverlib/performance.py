@@ -338,6 +338,8 @@ def chapter_facts(root=None, paper_config=None) -> dict:
     # the whole course
     f["make_test_minutes"] = _fact("course_cost.make_test.minutes", ".0f", root=root)
     f["make_book_minutes"] = _fact("course_cost.make_book.minutes", ".0f", root=root)
+    f["import_compiled_s"] = _fact("course_cost.make_book.stack_import_seconds.compiled", ".0f", root=root)
+    f["import_uncompiled_s"] = _fact("course_cost.make_book.stack_import_seconds.uncompiled", ".0f", root=root)
     # the GPU run
     f["gpu_device"] = _fact("gpu_training_step.device", root=root)
     f["gpu_date"] = _derived(str(facts.value("gpu_training_step.runs[0].date", root))[:10]
