@@ -269,6 +269,8 @@ def obtain_imagenet_weights(timeout_s: float = DEFAULT_TIMEOUT_S, *, announce: b
     except ValueError as exc:  # truncated
         return failed(f"{exc} from {url}")
     except (OSError, http.client.HTTPException) as exc:  # offline, refused, timed out, a broken answer
+        if isinstance(exc, urllib.error.HTTPError):
+            exc.close()  # an HTTP error answer holds the open response, and with it the socket
         return failed(f"could not download {url} ({_describe_error(exc)}, after "
                       f"{time.perf_counter() - start:.1f} s)")
     if got != expected:

@@ -294,3 +294,18 @@ def test_the_quick_profiles_resnet14_refuses_pretrained_weights_before_any_downl
     with pytest.raises(LiverlibError, match="fit ResNet-50"):
         resolve_weights(load_config("quick"), "/some/resnet50_notop.h5")
     assert resolve_weights(load_config("quick")).weights is None  # no weights asked: random initialisation
+
+
+def test_a_refused_download_leaves_no_open_socket(server, monkeypatch):
+    """An HTTP error answer (404) holds the open response: it is closed, not left to the garbage collector
+    (whose ResourceWarning would land in whichever test runs then)."""
+    import gc
+
+    monkeypatch.setenv(weights.URL_ENV, server["url"] + "/missing.h5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fetch_imagenet_weights() is None
+        gc.collect()
+    leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaked, leaked
+    assert any("HTTP 404" in str(w.message) for w in caught)
