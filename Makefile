@@ -14,10 +14,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# uv installs from pyproject.toml as pip does, in a fraction of the time (the setup stage of course_cost.json),
 	@# but reads none of pip's configuration (pip.conf, PIP_*): where it fails, pip installs instead.
-	@# --compile-bytecode writes the .pyc files at install, as pip does: uv does not, and where
-	@# PYTHONDONTWRITEBYTECODE is set (as on the machines this course is built on) every kernel and test process would otherwise compile
-	@# TensorFlow, pandas and scipy again (stack_import_seconds in
-	@# benchmarks/results/course_cost.json)
+	@# --compile-bytecode writes the .pyc files at install, as pip does and uv otherwise does not: where
+	@# PYTHONDONTWRITEBYTECODE is set (as on the machines this course is built on), every kernel and test
+	@# process would compile TensorFlow, pandas and scipy again (stack_import_seconds in course_cost.json)
 	$(PY) -m pip install --quiet --progress-bar off "uv>=0.5,<1" 2>&1 | grep -v "^WARNING: Location" || true
 	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -e ".[book,test,app]" || \
 	  $(PY) -m pip install --quiet --progress-bar off -e ".[book,test,app]" 2>&1 | grep -v "^WARNING: Location" || true

@@ -144,11 +144,11 @@ def import_seconds(python: Path) -> dict[str, float]:
     and without them, as where uv installed without that flag and PYTHONDONTWRITEBYTECODE is set (an empty
     PYTHONPYCACHEPREFIX hides the .pyc files; nothing is written)."""
     times = {}
-    for name, env in (("compiled", {}), ("uncompiled", {"PYTHONDONTWRITEBYTECODE": "1"})):
-        with tempfile.TemporaryDirectory() as empty:
-            env = {**os.environ, **env, **({"PYTHONPYCACHEPREFIX": empty} if name == "uncompiled" else {})}
+    with tempfile.TemporaryDirectory() as empty:
+        for name, env in (("compiled", {}),
+                          ("uncompiled", {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": empty})):
             start = time.perf_counter()
-            subprocess.run([str(python), "-c", STACK], env=env, check=True, capture_output=True)
+            subprocess.run([str(python), "-c", STACK], env={**os.environ, **env}, check=True, capture_output=True)
             times[name] = round(time.perf_counter() - start, 1)
     return times
 

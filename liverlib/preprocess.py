@@ -73,15 +73,19 @@ def load_resized(path: str, size: int, window: tuple[float, float] | None = None
     Hyperband search not again for each configuration."""
     try:
         stat = os.stat(path)
-    except OSError:  # decoding says what is wrong with the path
-        return prepare_grey(decode_file(path, window).grey8, size, crop, window)[0]
+    except OSError:  # not kept: decoding says what is wrong with the path
+        return _prepare_file(path, size, window, crop)
     window = None if window is None else (float(window[0]), float(window[1]))
     return _load_resized(os.fspath(path), stat.st_size, stat.st_mtime_ns, int(size), window, crop)
 
 
+def _prepare_file(path: str, size: int, window, crop: str) -> np.ndarray:
+    return prepare_grey(decode_file(path, window).grey8, size, crop, window)[0]
+
+
 @functools.lru_cache(maxsize=LOADED_KEPT)
 def _load_resized(path: str, _bytes: int, _mtime_ns: int, size: int, window, crop: str) -> np.ndarray:
-    image = prepare_grey(decode_file(path, window).grey8, size, crop, window)[0]
+    image = _prepare_file(path, size, window, crop)
     image.flags.writeable = False  # one array shared by every caller
     return image
 

@@ -140,14 +140,13 @@ def _open_url(url: str, timeout_s: float):
     def opener():
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "liverlib"})
-            response = urllib.request.urlopen(request, timeout=timeout_s)
+            answer = urllib.request.urlopen(request, timeout=timeout_s)
         except BaseException as exc:  # noqa: BLE001  (handed to the waiting thread)
-            answers.put(exc)
-            return
+            answer = exc
         if abandoned.is_set():
-            response.close()
+            _close_answer(answer)
         else:
-            answers.put(response)
+            answers.put(answer)
 
     threading.Thread(target=opener, name="liverlib-weights-open", daemon=True).start()
     try:
@@ -155,15 +154,20 @@ def _open_url(url: str, timeout_s: float):
     except queue.Empty:
         abandoned.set()
         try:  # the opener may have finished just now
-            late = answers.get_nowait()
-            if not isinstance(late, BaseException):
-                late.close()
+            _close_answer(answers.get_nowait())
         except queue.Empty:
             pass
         raise TimeoutError(f"no answer within {timeout_s:g} s") from None
     if isinstance(answer, BaseException):
         raise answer
     return answer
+
+
+def _close_answer(answer) -> None:
+    """Close what urlopen gave: a response, or an HTTP error answer, which holds the open response and with it
+    the socket (left to the garbage collector, its ResourceWarning lands wherever the program is then)."""
+    if not isinstance(answer, BaseException) or isinstance(answer, urllib.error.HTTPError):
+        answer.close()
 
 
 def _describe_error(exc: BaseException) -> str:
@@ -269,8 +273,7 @@ def obtain_imagenet_weights(timeout_s: float = DEFAULT_TIMEOUT_S, *, announce: b
     except ValueError as exc:  # truncated
         return failed(f"{exc} from {url}")
     except (OSError, http.client.HTTPException) as exc:  # offline, refused, timed out, a broken answer
-        if isinstance(exc, urllib.error.HTTPError):
-            exc.close()  # an HTTP error answer holds the open response, and with it the socket
+        _close_answer(exc)
         return failed(f"could not download {url} ({_describe_error(exc)}, after "
                       f"{time.perf_counter() - start:.1f} s)")
     if got != expected:
