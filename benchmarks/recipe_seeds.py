@@ -103,11 +103,32 @@ def summarise(records: list[dict]) -> dict:
             "test_balanced_accuracy_mean": float(bal.mean())}
 
 
+def result_path(smoke: bool = False) -> Path:
+    return RESULTS / ("recipe_seeds_smoke.json" if smoke else "recipe_seeds.json")
+
+
+def recorded_runs(smoke: bool = False) -> dict[str, list[dict]]:
+    """The runs that the committed result file holds, by recipe (none for smoke runs, whose folder is all)."""
+    path = result_path(smoke)
+    return {} if smoke or not path.is_file() else json.loads(path.read_text()).get("runs", {})
+
+
 def merge(smoke: bool = False) -> Path:
-    """Every finished run of the folder, by recipe in the order of RECIPES, with each recipe's summary."""
+    """Every finished run, by recipe in the order of RECIPES and by seed, with each recipe's summary.
+
+    The runs come from the folder and, for full runs, from the result file already written: the artifacts
+    folder is not kept with the checkout, so a queue restarted in a fresh clone (where only the committed result
+    file holds the earlier runs) adds its runs to them instead of dropping them, and does not train them again.
+    A run in the folder replaces the recorded run of the same recipe and seed."""
+    RESULTS.mkdir(exist_ok=True)
+    path = result_path(smoke)
+    recorded = recorded_runs(smoke)
     runs, summary = {}, {}
     for recipe in RECIPES:
-        records = [json.loads(p.read_text()) for p in sorted(seeds_dir(smoke).glob(f"{recipe}-seed*.json"))]
+        by_seed = {r["seed"]: r for r in recorded.get(recipe, [])}
+        by_seed.update((r["seed"], r) for r in (json.loads(p.read_text())
+                                                for p in seeds_dir(smoke).glob(f"{recipe}-seed*.json")))
+        records = [by_seed[s] for s in sorted(by_seed)]
         if records:
             runs[recipe] = records
             summary[recipe] = summarise(records)
@@ -118,8 +139,6 @@ def merge(smoke: bool = False) -> Path:
                       "last process: a run resumed from its backup counts only that process, and one paused "
                       "(SIGSTOP) while make book or make test was timed counts the pause, so they are not "
                       "compute times"}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / ("recipe_seeds_smoke.json" if smoke else "recipe_seeds.json")
     path.write_text(json.dumps(result, indent=1, default=float) + "\n")
     return path
 
@@ -151,8 +170,9 @@ def main(argv=None) -> None:
     # seed-major: after any number of finished runs, the recipes have about as many seeds each
     order = [(n, s) for s in seeds for n in names if n != "nocrop-128"] + [(n, s) for s in seeds for n in names
                                                                            if n == "nocrop-128"]
+    recorded = recorded_runs(args.smoke)
     for name, seed in order:
-        if (folder / f"{run_name(name, seed)}.json").is_file():
+        if (folder / f"{run_name(name, seed)}.json").is_file() or seed in {r["seed"] for r in recorded.get(name, [])}:
             print(f"{run_name(name, seed)}: done already", flush=True)
             continue
         cmd = [sys.executable, "-m", "benchmarks.recipe_seeds", "--one", name, str(seed)] + ["--smoke"] * args.smoke

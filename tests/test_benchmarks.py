@@ -75,6 +75,34 @@ def test_gpu_results_keep_one_run_per_setting_and_start_afresh_on_another_device
     assert data["device"] == "NVIDIA A100" and [r["images_per_s_median"] for r in data["runs"]] == [4.0]
 
 
+def test_recipe_seeds_keeps_the_recorded_runs_when_its_folder_is_gone(tmp_path, monkeypatch):
+    """A fresh clone has the committed recipe_seeds.json but no artifacts: a restarted queue must add its runs
+    to the recorded ones (not drop them) and must not train a recorded run again."""
+    from benchmarks import recipe_seeds
+
+    monkeypatch.setattr(recipe_seeds, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(recipe_seeds, "seeds_dir", lambda smoke=False: tmp_path / "seeds")
+    (tmp_path / "seeds").mkdir()
+
+    def record(recipe, seed, f1):
+        return {"recipe": recipe, "seed": seed, "test_macro_f1": f1, "test_balanced_accuracy": f1}
+
+    recipe_seeds.RESULTS.mkdir()
+    recipe_seeds.result_path().write_text(json.dumps({"runs": {
+        "class-weights": [record("class-weights", 42, 0.3)], "nocrop-128": [record("nocrop-128", 42, 0.4)]}}))
+    (tmp_path / "seeds" / "nocrop-128-seed43.json").write_text(json.dumps(record("nocrop-128", 43, 0.6)))
+    (tmp_path / "seeds" / "class-weights-seed42.json").write_text(json.dumps(record("class-weights", 42, 0.5)))
+    data = json.loads(recipe_seeds.merge().read_text())
+    assert [(r["seed"], r["test_macro_f1"]) for r in data["runs"]["nocrop-128"]] == [(42, 0.4), (43, 0.6)]
+    assert data["runs"]["class-weights"] == [record("class-weights", 42, 0.5)]  # the folder's run replaces it
+    assert data["summary"]["nocrop-128"]["n"] == 2 and abs(data["summary"]["nocrop-128"]["test_macro_f1_mean"] - 0.5) < 1e-9
+    assert recipe_seeds.recorded_runs(smoke=True) == {}  # smoke runs never read the full runs' file
+    trained = []
+    monkeypatch.setattr(recipe_seeds.subprocess, "call", lambda cmd: trained.append(cmd[-2:]) or 0)
+    recipe_seeds.main(["--recipes", "nocrop-128", "--seeds", "42,43,44"])
+    assert trained == [["nocrop-128", "44"]]
+
+
 def _fake_results() -> dict:
     return {
         "pipeline": {"speedup_vs_imagedatagenerator": {"first_epoch": 2.0, "cached_epochs": 12.0},
