@@ -176,7 +176,10 @@ def main(argv=None) -> None:
     if args.smoke:
         names, seeds = names[:1], seeds[:1]
     # seed-major: after any number of finished runs, the recipes have about as many seeds each
-    costly = {n for n in names if RECIPES[n].get("image_size", 64) > 64}
+    from liverlib.config import load_config
+
+    size = load_config("laptop").image_size  # a recipe with larger inputs costs more per image: it runs last
+    costly = {n for n in names if RECIPES[n].get("image_size", size) > size}
     order = [(n, s) for s in seeds for n in names if n not in costly] + [(n, s) for s in seeds for n in names
                                                                          if n in costly]
     recorded = recorded_runs(args.smoke)
