@@ -199,6 +199,22 @@ def seeds_table(path: str | os.PathLike | None = None):
     return pd.DataFrame(rows, columns=("recipe", *SEEDS_COLUMNS)).set_index("recipe")
 
 
+SEED_RUN_COLUMNS = ("recipe", "seed", "test macro-F1", "CI low", "CI high", "balanced accuracy", "kept epoch")
+
+
+def seed_runs(path: str | os.PathLike | None = None):
+    """Every run of ``benchmarks/results/recipe_seeds.json``, one row each (recipe, seed), with its test macro-F1,
+    the patient-level 95% interval around it, its balanced accuracy and the epoch it kept: the long form of
+    :func:`seeds_table`, for plotting each seed beside the others."""
+    import pandas as pd  # local: heavy dependency
+
+    runs = _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
+                           "a result of benchmarks.recipe_seeds")
+    rows = [(recipe, r.get("seed"), r.get("test_macro_f1"), *_interval(r), r.get("test_balanced_accuracy"),
+             r.get("kept_epoch")) for recipe, records in runs.items() for r in records]
+    return pd.DataFrame(rows, columns=SEED_RUN_COLUMNS)
+
+
 def paired_seeds(recipe: str, baseline: str, path: str | os.PathLike | None = None):
     """``recipe`` against ``baseline`` seed by seed (``benchmarks/results/recipe_seeds.json``): one row per seed
     that both have finished, with each one's test macro-F1 and the difference (recipe minus baseline). A seed

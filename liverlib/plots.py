@@ -258,6 +258,35 @@ def lesion_size_figure(table):
     return fig
 
 
+def seed_runs_figure(runs: pd.DataFrame, reference: str | None = None):
+    """Each recipe's seeds side by side (a table of :func:`liverlib.ablation.seed_runs`): one point per run at its
+    test macro-F1, with the patient-level 95% interval as a bar, recipes one above the other. ``reference``
+    names a recipe whose seeds' mean is drawn as a dotted line across the plot."""
+    import matplotlib.pyplot as plt  # local: heavy dependency
+    from pandas import isna as pd_isna
+
+    recipes = list(dict.fromkeys(runs["recipe"]))
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.55 * len(recipes)))
+    for row, recipe in enumerate(recipes):
+        mine = runs[runs["recipe"] == recipe].reset_index(drop=True)
+        offsets = np.linspace(-0.2, 0.2, len(mine)) if len(mine) > 1 else [0.0]
+        for offset, (_, run) in zip(offsets, mine.iterrows()):
+            f1, low, high = run["test macro-F1"], run["CI low"], run["CI high"]
+            bar = None if pd_isna(low) or pd_isna(high) else [[f1 - low], [high - f1]]
+            ax.errorbar(f1, row + offset, xerr=bar, fmt="o", color=f"C{row}", capsize=2, ms=5)
+            ax.annotate(str(run["seed"]), (f1, row + offset), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    if reference is not None and reference in recipes:
+        ax.axvline(runs.loc[runs["recipe"] == reference, "test macro-F1"].mean(), color="grey", ls=":",
+                   label=f"mean of {reference!r}")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_yticks(range(len(recipes)), recipes)
+    ax.invert_yaxis()
+    ax.set_xlabel("test macro-F1 (bar: patient-level 95% interval; label: seed)")
+    ax.set_xlim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(history: pd.DataFrame, config: RunConfig, path: Path | None = None):
     """Loss, accuracy (and validation macro-F1 when the run logged it) and learning rate per epoch; a dotted
     line marks the epoch the run kept (``config.checkpoint_metric``)."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from liverlib.ablation import (ablation_table, before_after, ceiling_table, changes, paired_seeds, predicted_shares,
-                               seeds_table)
+                               seed_runs, seeds_table)
 from liverlib.errors import LiverlibError
 
 BASE = {"crop": "none", "image_size": 64, "bn_momentum": 0.99, "schedule": "constant"}
@@ -148,6 +148,35 @@ def test_the_seeds_table_summarises_each_recipe_over_its_seeds_and_refuses_a_bad
         seeds_table(path)
     with pytest.raises(LiverlibError, match="benchmarks.recipe_seeds"):
         seeds_table(tmp_path / "missing.json")
+
+
+def test_seed_runs_list_every_run_and_the_figure_draws_each_with_its_interval(tmp_path):
+    from liverlib.plots import seed_runs_figure
+
+    def run(seed, f1, ci):
+        return {"seed": seed, "test_macro_f1": f1, "test_macro_f1_ci95": ci, "test_balanced_accuracy": f1 + 0.1,
+                "kept_epoch": seed - 40}
+
+    path = tmp_path / "recipe_seeds.json"
+    path.write_text(json.dumps({"runs": {"class-weights": [run(42, 0.30, [0.2, 0.4]), run(43, 0.40, [0.3, 0.5])],
+                                         "nocrop-128": [run(42, 0.50, None)]}}))
+    table = seed_runs(path)
+    assert list(table["recipe"]) == ["class-weights", "class-weights", "nocrop-128"] and list(table["seed"]) == [42, 43, 42]
+    assert list(table.loc[1, ["test macro-F1", "CI low", "CI high", "balanced accuracy", "kept epoch"]]) == pytest.approx(
+        [0.40, 0.3, 0.5, 0.5, 3])
+    assert table.loc[2, ["CI low", "CI high"]].isna().all()  # no interval recorded
+    fig = seed_runs_figure(table, reference="class-weights")
+    ax = fig.axes[0]
+    points = sorted((round(float(line.get_xdata()[0]), 3), round(float(line.get_ydata()[0]), 3))
+                    for container in ax.containers for line in container.lines[:1])
+    assert [x for x, _ in points] == [0.3, 0.4, 0.5]  # one point per run, at its score
+    bars = [c for c in ax.containers if c.has_xerr]
+    assert len(bars) == 2  # the run without an interval has no bar
+    (reference,) = [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert reference.get_xdata()[0] == pytest.approx(0.35)  # mean of the reference recipe's seeds
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["class-weights", "nocrop-128"]
+    with pytest.raises(LiverlibError, match="benchmarks.recipe_seeds"):
+        seed_runs(tmp_path / "missing.json")
 
 
 def test_paired_seeds_compare_two_recipes_on_the_seeds_both_finished(tmp_path):
