@@ -9,8 +9,9 @@ A profile fixes the size of a run: how much phantom data, which image size, how 
   tests), but never asks the network for weights.
 * ``laptop``: the default for ``make book``. The most faithful run that finishes on a 2-core CPU: the full
   phantom, 64 px, 8 epochs, balanced sampling (each class drawn equally often; chosen over class weights by
-  the seeds comparison of benchmarks/results/recipe_seeds.json), the liver crop (more detail at the same input size),
-  batch-norm momentum 0.9 (moving statistics that keep up with a short run), Adam at 5e-4 (a tenth of the rate
+  the seeds comparison of benchmarks/results/recipe_seeds.json), the liver crop (more detail at the same input
+  size; in the same comparison the whole slice did not score above it on every seed), batch-norm momentum 0.9
+  (moving statistics that keep up with a short run), Adam at 5e-4 (a tenth of the rate
   with the lowest loss in the ablation's learning-rate range test) with a one-epoch warm-up and cosine decay,
   and ImageNet weights when they can be fetched (random initialisation otherwise). Its cost is measured by
   ``python -m benchmarks.course_cost --only book``; what each lever buys, by ``benchmarks/recipe_ablation.py``.
