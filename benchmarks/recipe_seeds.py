@@ -121,25 +121,32 @@ def recorded_runs(smoke: bool = False) -> dict[str, list[dict]]:
     return {} if smoke or not path.is_file() else json.loads(path.read_text()).get("runs", {})
 
 
-def merge(smoke: bool = False) -> Path:
-    """Every finished run, by recipe in the order of RECIPES and by seed, with each recipe's summary.
+def finished_runs(smoke: bool = False) -> dict[str, dict[int, dict]]:
+    """Every finished run, by recipe in the order of RECIPES, then by seed.
 
     The runs come from the folder and, for full runs, from the result file already written: the artifacts
     folder is not kept with the checkout, so a queue restarted in a fresh clone (where only the committed result
     file holds the earlier runs) adds its runs to them instead of dropping them, and does not train them again.
     A run in the folder replaces the recorded run of the same recipe and seed."""
-    RESULTS.mkdir(exist_ok=True)
-    path = result_path(smoke)
     recorded = recorded_runs(smoke)
-    runs, summary = {}, {}
+    finished = {}
     for recipe in RECIPES:
         by_seed = {r["seed"]: r for r in recorded.get(recipe, [])}
         by_seed.update((r["seed"], r) for r in (json.loads(p.read_text())
                                                 for p in seeds_dir(smoke).glob(f"{recipe}-seed*.json")))
-        records = [by_seed[s] for s in sorted(by_seed)]
-        if records:
-            runs[recipe] = records
-            summary[recipe] = summarise(records)
+        if by_seed:
+            finished[recipe] = by_seed
+    return finished
+
+
+def merge(smoke: bool = False) -> Path:
+    """Every finished run (:func:`finished_runs`), by recipe and seed, with each recipe's summary."""
+    RESULTS.mkdir(exist_ok=True)
+    path = result_path(smoke)
+    runs, summary = {}, {}
+    for recipe, by_seed in finished_runs(smoke).items():
+        runs[recipe] = [by_seed[s] for s in sorted(by_seed)]
+        summary[recipe] = summarise(runs[recipe])
     result = {"summary": summary, "runs": runs, "machine": machine_info(),
               "note": "laptop profile's full budget (every training patient, 8 epochs, kept epoch by validation "
                       "macro-F1), random initialisation, the book's split; seeds change initial weights, "
@@ -182,9 +189,9 @@ def main(argv=None) -> None:
     costly = {n for n in names if RECIPES[n].get("image_size", size) > size}
     order = [(n, s) for s in seeds for n in names if n not in costly] + [(n, s) for s in seeds for n in names
                                                                          if n in costly]
-    recorded = recorded_runs(args.smoke)
+    finished = finished_runs(args.smoke)
     for name, seed in order:
-        if (folder / f"{run_name(name, seed)}.json").is_file() or seed in {r["seed"] for r in recorded.get(name, [])}:
+        if seed in finished.get(name, {}):
             print(f"{run_name(name, seed)}: done already", flush=True)
             continue
         cmd = [sys.executable, "-m", "benchmarks.recipe_seeds", "--one", name, str(seed)] + ["--smoke"] * args.smoke
