@@ -176,6 +176,12 @@ def ceiling_table(path: str | os.PathLike | None = None):
     return pd.DataFrame(rows, columns=("input", *CEILING_COLUMNS)).set_index("input")
 
 
+def _seed_runs_by_recipe(path) -> dict:
+    """The runs of ``recipe_seeds.json`` by recipe (``benchmarks/recipe_seeds.py``), or a clear error."""
+    return _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
+                           "a result of benchmarks.recipe_seeds")
+
+
 SEEDS_COLUMNS = ("seeds", "test macro-F1 mean", "sd", "min", "max", "balanced accuracy mean", "per seed")
 
 
@@ -186,8 +192,7 @@ def seeds_table(path: str | os.PathLike | None = None):
     seed's figure. The file may hold only some runs while the benchmark runs."""
     import pandas as pd  # local: heavy dependency
 
-    runs = _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
-                           "a result of benchmarks.recipe_seeds")
+    runs = _seed_runs_by_recipe(path)
     rows = []
     for recipe, records in runs.items():
         f1 = pd.Series([r.get("test_macro_f1") for r in records], dtype=float)
@@ -208,8 +213,7 @@ def seed_runs(path: str | os.PathLike | None = None):
     :func:`seeds_table`, for plotting each seed beside the others."""
     import pandas as pd  # local: heavy dependency
 
-    runs = _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
-                           "a result of benchmarks.recipe_seeds")
+    runs = _seed_runs_by_recipe(path)
     rows = [(recipe, r.get("seed"), r.get("test_macro_f1"), *_interval(r), r.get("test_balanced_accuracy"),
              r.get("kept_epoch")) for recipe, records in runs.items() for r in records]
     return pd.DataFrame(rows, columns=SEED_RUN_COLUMNS)
@@ -222,8 +226,7 @@ def paired_seeds(recipe: str, baseline: str, path: str | os.PathLike | None = No
     unknown recipe is a clear error; no shared seed gives an empty table."""
     import pandas as pd  # local: heavy dependency
 
-    runs = _benchmark_runs(path, "recipe_seeds.json", "recipe_seeds", "results of the recipes with several seeds",
-                           "a result of benchmarks.recipe_seeds")
+    runs = _seed_runs_by_recipe(path)
     for name in (recipe, baseline):
         if name not in runs:
             raise LiverlibError(f"no recipe {name!r} in the seeds results; there are: {', '.join(runs)}")
