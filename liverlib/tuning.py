@@ -87,11 +87,14 @@ def _hypermodel_class():
             callbacks = list(callbacks or []) + per_epoch_rate + [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=self.config.early_stopping_patience),
             ]
+            history = model.fit(*args, callbacks=callbacks, **kwargs)
             if self.log is not None:  # which process trained what: shows how trials were shared out
+                # written once the trial has trained, so a trial cut short by a kill is not counted; the resumed
+                # search trains it again and logs it then
                 with open(self.log, "a") as f:
                     f.write(json.dumps({"tuner": os.environ.get("KERASTUNER_TUNER_ID", "single"), "pid": os.getpid(),
                                         "hyperparameters": hp.values}) + "\n")
-            return model.fit(*args, callbacks=callbacks, **kwargs)
+            return history
 
     return LiverHyperModel
 

@@ -95,7 +95,10 @@ def test_an_interrupted_search_continues(tiny_phantom, tmp_path):
         assert after[trial_id]["hyperparameters"] == trial["hyperparameters"]
     assert all(t["status"] == "COMPLETED" for t in after.values())
     log = [json.loads(line) for line in (out / "trials-by-process.jsonl").read_text().splitlines()]
-    assert len(log) == len(after)  # every trial trained once: the resumed run did not start over
+    assert len(log) == len(after)  # every trial trained to the end once: the resumed run did not start over
+    for trial in before.values():  # a trial finished before the kill was trained by the first process only
+        trained_by = [e["pid"] for e in log if e["hyperparameters"] == trial["hyperparameters"]["values"]]
+        assert trained_by == [proc.pid]
     assert (out / "best-run" / "model_card.json").is_file()
     card = json.loads((out / "best-run" / "model_card.json").read_text())
     assert set(card["tuning"]["hyperparameters"]) == set(PAPER_BEST)
