@@ -100,7 +100,7 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
     from liverlib.model import build_modified_resnet50
     from liverlib.preprocess import make_pipeline
     from liverlib.splits import split_for
-    from liverlib.train import balanced_class_weights, make_deterministic
+    from liverlib.train import balanced_class_weights, balanced_rows, make_deterministic
     from liverlib.tuning import search_subset
 
     recipe = RECIPES[name]
@@ -109,11 +109,7 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
     rows = {part: manifest[manifest["split"] == part] for part in ("train", "val", "test")}
     train = rows["train"]
     if recipe["sampling"] == "balanced":  # the same number of slices, each class drawn equally often
-        rng = np.random.default_rng(config.seed)
-        per_class = len(train) // len(CLASS_NAMES)
-        picks = [rng.choice(np.flatnonzero(train["label"].to_numpy() == k), per_class, replace=True)
-                 for k in range(len(CLASS_NAMES)) if (train["label"] == k).any()]
-        train = train.iloc[np.concatenate(picks)]
+        train = balanced_rows(train, config.seed)  # the laptop profile's own resampling
     window = (config.window_level, config.window_width)
     make_deterministic(config.seed)
     size, batch, k = config.image_size, config.batch_size, len(CLASS_NAMES)
@@ -144,9 +140,9 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
     steps = int(np.ceil(len(train) / batch))
     learning_rate = config.learning_rate
     if recipe["schedule"] == "warmup-cosine":
-        earlier = ablation_dir() / f"{PEAK_FROM_RANGE_TEST}.json"
-        if name != PEAK_FROM_RANGE_TEST and earlier.is_file():
-            peak = json.loads(earlier.read_text())["peak_learning_rate"]
+        earlier = finished_recipes(smoke).get(PEAK_FROM_RANGE_TEST)
+        if name != PEAK_FROM_RANGE_TEST and earlier is not None:
+            peak = earlier["peak_learning_rate"]
             record["peak_from"] = PEAK_FROM_RANGE_TEST
         else:
             record["lr_range_test"] = lr_range_test(build(1e-6), train_ds, steps=20 if smoke else 60)
@@ -196,18 +192,36 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
     return record
 
 
-def merge(out_name: str) -> Path:
-    """Every finished recipe of the ablation folder, in the order of RECIPES, into one result file."""
-    records = {}
+def result_path(smoke: bool = False) -> Path:
+    return RESULTS / ("recipe_ablation_smoke.json" if smoke else "recipe_ablation.json")
+
+
+def finished_recipes(smoke: bool = False) -> dict[str, dict]:
+    """Every finished recipe's record, in the order of RECIPES.
+
+    The records come from the ablation folder and, for full runs, from the result file already written: the
+    artifacts folder is not kept with the checkout, so a recipe rerun in a fresh clone joins the recorded ones
+    instead of replacing the whole file, and reads the warm-up peak its predecessors used. A record in the folder
+    replaces the recorded one of the same recipe; smoke runs read their folder only."""
+    path = result_path(smoke)
+    recorded = {} if smoke or not path.is_file() else json.loads(path.read_text()).get("recipes", {})
+    finished = {}
     for name in RECIPES:
-        path = ablation_dir() / f"{name}.json"
-        if path.is_file():
-            records[name] = json.loads(path.read_text())
-    result = {"recipes": records, "machine": machine_info(),
+        run = ablation_dir() / f"{name}.json"
+        if run.is_file():
+            finished[name] = json.loads(run.read_text())
+        elif name in recorded:
+            finished[name] = recorded[name]
+    return finished
+
+
+def merge(smoke: bool = False) -> Path:
+    """Every finished recipe (:func:`finished_recipes`) into one result file."""
+    result = {"recipes": finished_recipes(smoke), "machine": machine_info(),
               "note": "reduced budget: a share of the training patients, every validation and test slice; "
                       "ranks the levers, not the final figure"}
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{out_name}.json"
+    path = result_path(smoke)
     path.write_text(json.dumps(result, indent=1, default=float) + "\n")
     return path
 
@@ -234,14 +248,14 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")
     for name in names:
-        if (folder / f"{name}.json").is_file() and not args.redo:
-            print(f"{name}: done already ({folder / name}.json)")
+        if name in finished_recipes(args.smoke) and not args.redo:
+            print(f"{name}: done already (recorded in {result_path(args.smoke)} or {folder})")
             continue
         cmd = [sys.executable, "-m", "benchmarks.recipe_ablation", "--one", name, "--epochs", str(args.epochs),
                "--fraction", str(args.fraction)] + (["--smoke"] if args.smoke else [])
         code = subprocess.call(cmd)
         print(f"{name}: exit {code}", flush=True)
-        merge("recipe_ablation_smoke" if args.smoke else "recipe_ablation")
+        merge(args.smoke)
 
 
 if __name__ == "__main__":

@@ -103,6 +103,32 @@ def test_recipe_seeds_keeps_the_recorded_runs_when_its_folder_is_gone(tmp_path, 
     assert trained == [["nocrop-128", "44"]]
 
 
+def test_recipe_ablation_keeps_the_recorded_recipes_when_its_folder_is_gone(tmp_path, monkeypatch):
+    """The same for the lever ablation: a recipe rerun in a fresh clone joins the recorded recipes (and reads
+    the warm-up peak recorded for them) instead of rewriting the result file with itself alone."""
+    from benchmarks import recipe_ablation
+
+    monkeypatch.setattr(recipe_ablation, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(recipe_ablation, "ablation_dir", lambda: tmp_path / "ablation")
+    (tmp_path / "ablation").mkdir()
+    recipe_ablation.RESULTS.mkdir()
+    recipe_ablation.result_path().write_text(json.dumps({"recipes": {
+        "crop": {"recipe": "crop", "test_macro_f1": 0.2},
+        "warmup-lr": {"recipe": "warmup-lr", "test_macro_f1": 0.25, "peak_learning_rate": 0.0006}}}))
+    (tmp_path / "ablation" / "crop.json").write_text(json.dumps({"recipe": "crop", "test_macro_f1": 0.3}))
+    (tmp_path / "ablation" / "baseline.json").write_text(json.dumps({"recipe": "baseline", "test_macro_f1": 0.1}))
+    data = json.loads(recipe_ablation.merge().read_text())
+    assert list(data["recipes"]) == ["baseline", "crop", "warmup-lr"]  # the order of RECIPES
+    assert data["recipes"]["crop"]["test_macro_f1"] == 0.3  # the folder's record replaces the recorded one
+    assert recipe_ablation.finished_recipes()["warmup-lr"]["peak_learning_rate"] == 0.0006
+    assert set(recipe_ablation.finished_recipes(smoke=True)) == {"baseline", "crop"}  # smoke: its folder only
+    trained = []
+    monkeypatch.setattr(recipe_ablation.subprocess, "call", lambda cmd: trained.append(cmd[cmd.index("--one") + 1]) or 0)
+    recipe_ablation.main(["--recipes", "crop,warmup-lr,balanced-sampling"])
+    assert trained == ["balanced-sampling"]
+    assert set(json.loads(recipe_ablation.result_path().read_text())["recipes"]) == {"baseline", "crop", "warmup-lr"}
+
+
 def _fake_results() -> dict:
     return {
         "pipeline": {"speedup_vs_imagedatagenerator": {"first_epoch": 2.0, "cached_epochs": 12.0},
