@@ -188,6 +188,7 @@ def run_recipe(name: str, epochs: int, fraction: float, smoke: bool = False) -> 
         "test_f1_per_class": dict(zip(CLASS_NAMES, map(float, f1_score(y_test, pred, average=None, labels=range(k),
                                                                       zero_division=0)))),
         "seconds": round(time.perf_counter() - start, 1),
+        "machine": machine_info(),  # recipes are run on different days, on machines of different speed
     })
     return record
 

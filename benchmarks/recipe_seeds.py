@@ -8,7 +8,10 @@ evaluates each run on the test split as chapter 07 does (:func:`liverlib.evaluat
 * ``balanced-sampling``: the laptop profile as it is (liver crop, 64 px, batch-norm momentum 0.9, warm-up and
   cosine decay, each class drawn equally often), random initialisation (what the profile gets offline);
 * ``class-weights``: the same with class weights instead of balanced sampling: the laptop profile until
-  balanced sampling (the best 64 px lever of the reduced-budget ablation) scored above it on every seed here;
+  balanced sampling scored above it on every seed here. Balanced sampling was tried because the reduced-budget
+  ablation, with its own resampling at the time, ranked it the best 64 px lever; rerun with the profile's
+  resampling (:func:`liverlib.train.balanced_rows`, another draw of the same rows) it no longer was, and chapter
+  05 sets that one-seed difference beside these seeds';
 * ``nocrop-64``: the laptop profile as it is (64 px, balanced sampling) on the whole slice instead of the liver
   crop: at the same cost per image, whether the crop helps this network at the profile's budget (on the
   reduced budget the crop left the test macro-F1 unchanged at 64 px, and the whole slice beat it at 128 px);
