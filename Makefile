@@ -37,6 +37,7 @@ book: setup
 	@echo "book: open _build/html/index.html"
 
 book-quick: setup
+	LIVERLIB_PROFILE=quick $(PY) scripts/execute_chapters.py _build/quick
 	LIVERLIB_PROFILE=quick $(VENV)/bin/jupyter-book build . -W -n --keep-going --path-output _build/quick
 
 test:

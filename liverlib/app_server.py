@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from liverlib.errors import LiverlibError
+from liverlib.kernels import command_line_options
 from liverlib.study_widget import MAX_UPLOAD_ENV, transport_limit_bytes
 
 def launch(model: str | None = None, port: int = 8866, ip: str = "127.0.0.1",
@@ -49,7 +50,7 @@ def launch(model: str | None = None, port: int = 8866, ip: str = "127.0.0.1",
         env[MAX_UPLOAD_ENV] = f"{max_upload_mb:g}"  # read by this server and by the kernel (the widget)
     notebook = Path(__file__).with_name("app.ipynb")
     command = [sys.executable, "-m", "liverlib.app_server", str(notebook), f"--port={port}", f"--Voila.ip={ip}",
-               "--no-browser", "--show_tracebacks=False", "--strip_sources=True"]
+               "--no-browser", "--show_tracebacks=False", "--strip_sources=True", *command_line_options()]
     print(f"serving the classifier on http://{ip}:{port}/ (Ctrl-C stops it)", flush=True)
     try:
         return subprocess.call(command, env=env)

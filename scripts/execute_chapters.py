@@ -5,16 +5,21 @@ of a chapter's time is single-threaded (importing TensorFlow, building graphs, p
 kernels side by side finish sooner, as the two streams of `make test` do. The chapters fall into two groups:
 
 * the run stream: 05 trains the profile's model; 07, 08, 09 and 11 read that run. They run in this order.
-* the other stream: every other chapter, which neither trains nor reads the profile's run
-  (tests/test_notebook_cache.py checks that no chapter outside the run stream calls ``trained_run``).
+* the other stream: every other page that runs code, which neither trains nor reads the profile's run
+  (tests/test_notebook_cache.py checks that no page outside the run stream calls ``trained_run``): the other
+  notebooks and the book's MyST markdown notebooks (book/reproducing.md, book/scaling_out.md).
 
 Before the streams start, the profile's phantom and the quick profile's (which the exercise solutions of both
 streams read) are written once, so two kernels never generate the same dataset. Each executed notebook is stored
 as myst-nb stores it (jupyter-cache, keyed by its code), so the build that follows finds every chapter cached and
 only renders; a chapter already cached is not run again. A chapter that fails stops its stream, the other stream
 finishes, and the script exits with the error: run `make book` again after the fix (finished chapters stay cached).
+The kernels run over encrypted sockets where jupyter_client allows it (:mod:`liverlib.kernels`).
 
     python scripts/execute_chapters.py _build/laptop     # the folder given to jupyter-book's --path-output
+
+`make book-quick` (which `make test` runs after nbval has cached the notebooks it ran) does the same for the
+quick profile's book, where only the markdown notebooks are left to run.
 """
 
 from __future__ import annotations
@@ -33,22 +38,41 @@ RUN_STREAM = ("05_training", "07_evaluation", "08_literature_comparison", "09_cl
               "11_whole_studies")
 
 
-def book_notebooks() -> list[str]:
-    """The chapters (notebook stems) in the book's table of contents, in reading order."""
+def book_pages() -> dict[str, Path]:
+    """The pages of the book's table of contents that run code, by name (file stem), in reading order: the
+    notebooks and the MyST markdown notebooks (a page with a jupytext/kernelspec header, as myst-nb tells them)."""
     import yaml
+    from myst_nb.core.read import is_myst_markdown_notebook
 
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [chapter["file"] for part in toc["parts"] for chapter in part["chapters"]]
-    return [Path(f).name for f in files if (ROOT / f"{f}.ipynb").is_file()]
+    pages = {}
+    for file in (chapter["file"] for part in toc["parts"] for chapter in part["chapters"]):
+        notebook, markdown = ROOT / f"{file}.ipynb", ROOT / f"{file}.md"
+        if notebook.is_file():
+            pages[notebook.stem] = notebook
+        elif markdown.is_file() and is_myst_markdown_notebook(markdown.read_text()):
+            pages[markdown.stem] = markdown
+    return pages
 
 
 def streams() -> tuple[list[str], list[str]]:
-    """(the run stream, the other stream): the book's notebooks split as the module docstring says."""
-    chapters = book_notebooks()
-    missing = [name for name in RUN_STREAM if name not in chapters]
+    """(the run stream, the other stream): the book's pages that run code, split as the module docstring says."""
+    pages = book_pages()
+    missing = [name for name in RUN_STREAM if name not in pages]
     if missing:
         raise SystemExit(f"execute_chapters: {missing} are in RUN_STREAM but not in _toc.yml: update RUN_STREAM")
-    return list(RUN_STREAM), [name for name in chapters if name not in RUN_STREAM]
+    return list(RUN_STREAM), [name for name in pages if name not in RUN_STREAM]
+
+
+def read_page(path: Path):
+    """A page as the book build reads it: a notebook, or a MyST markdown notebook parsed by myst-nb (so that
+    its cached execution matches the one the build looks for: jupyter-cache keys on the code cells)."""
+    import nbformat
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    if path.suffix == ".md":
+        return read_myst_markdown_notebook(path.read_text(), add_source_map=True, path=path)
+    return nbformat.read(path, as_version=4)
 
 
 def execution_settings() -> tuple[int, bool]:
@@ -71,18 +95,21 @@ def _locked(cache_dir: Path):
 
 
 def run_stream(name: str, notebooks: list[str], cache_dir: str) -> str | None:
-    """Execute the ``notebooks`` (paths) one after another into the jupyter-cache at ``cache_dir``, skipping those
-    already cached; stop at the first failure. Returns the path of the notebook that failed, or None."""
-    import nbformat
+    """Execute the ``notebooks`` (paths of notebooks or MyST markdown notebooks) one after another into the
+    jupyter-cache at ``cache_dir``, skipping those already cached; stop at the first failure. Returns the path of
+    the notebook that failed, or None."""
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
     from jupyter_cache.executors.utils import single_nb_execution
+    from traitlets.config import Config
+
+    from liverlib.kernels import kernel_manager_config  # encrypted kernel sockets, where supported
 
     cache_dir = Path(cache_dir)
     timeout, allow_errors = execution_settings()
     for path in map(Path, notebooks):
         chapter = path.stem
-        nb = nbformat.read(path, as_version=4)
+        nb = read_page(path)
         with _locked(cache_dir):
             try:
                 get_cache(cache_dir).match_cache_notebook(nb)
@@ -92,7 +119,7 @@ def run_stream(name: str, notebooks: list[str], cache_dir: str) -> str | None:
                 pass
         print(f"[{name}] {chapter}: executing", flush=True)
         result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout, allow_errors=allow_errors,
-                                     meta_override=True)
+                                     meta_override=True, config=Config(kernel_manager_config()))
         if result.err is not None:
             print(f"[{name}] {chapter}: FAILED after {result.time:.0f} s\n{result.exc_string}", flush=True)
             return str(path)
@@ -134,8 +161,9 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     write_phantoms()
     context = multiprocessing.get_context("spawn")
+    pages = book_pages()
     workers = {name: context.Process(target=_stream_process, args=(
-                   name, [str(ROOT / "notebooks" / f"{c}.ipynb") for c in chapters], str(cache_dir)))
+                   name, [str(pages[c]) for c in chapters], str(cache_dir)))
                for name, chapters in zip(("run stream", "other stream"), streams())}
     for worker in workers.values():
         worker.start()

@@ -22,6 +22,7 @@ from PIL import Image
 from liverlib.imaging.dicom import write_ct_dicom
 from liverlib.phantom import make_slice
 from liverlib.imaging.windowing import window_to_uint8
+from liverlib.kernels import encryption_available
 
 pytestmark = pytest.mark.browser
 CLASSES = ("benign", "cirrhosis", "malignant", "normal")
@@ -35,7 +36,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_run, tmp_path_factory):
+def app(tiny_run, tmp_path_factory):
+    """The app's address and its server's log."""
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "voila.log"
     env = {**os.environ, "LIVERLIB_MODEL": str(tiny_run)}
@@ -56,7 +58,7 @@ def app_url(tiny_run, tmp_path_factory):
     else:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail(f"the app did not answer on {url} within 120 s:\n{log.read_text()[-3000:]}")
-    yield url
+    yield url, log
     os.killpg(proc.pid, signal.SIGTERM)  # Voila and the kernels it started
     try:
         proc.wait(timeout=30)
@@ -104,7 +106,8 @@ def _upload(page, path: Path) -> None:
     chooser.value.set_files(str(path))
 
 
-def test_upload_classify_and_survive_a_bad_file(app_url, files, study_files, browser):
+def test_upload_classify_and_survive_a_bad_file(app, files, study_files, browser):
+    app_url, log = app
     png, dcm, bad = files
     study, big = study_files
     page = browser.new_page()
@@ -122,6 +125,8 @@ def test_upload_classify_and_survive_a_bad_file(app_url, files, study_files, bro
     page.get_by_role("button", name="Upload slices or a study").wait_for(timeout=120_000)  # the kernel ran the notebook
     assert "not for diagnosis" in page.inner_text("body")
     assert "Traceback" not in page.inner_text("body")
+    if encryption_available():  # the page's kernel runs over encrypted sockets (liverlib.kernels), so says nothing
+        assert "Kernel started" in log.read_text() and "without encryption" not in log.read_text(), log.read_text()
 
     for path in (png, dcm):
         _upload(page, path)

@@ -98,19 +98,23 @@ def execute_chapters():
 
 def test_every_chapter_is_in_one_stream_and_only_the_run_stream_reads_the_run(execute_chapters):
     run, other = execute_chapters.streams()
-    chapters = execute_chapters.book_notebooks()
-    assert sorted(run + other) == sorted(chapters) and not set(run) & set(other)
+    pages = execute_chapters.book_pages()
+    assert sorted(run + other) == sorted(pages) and not set(run) & set(other)
     assert run[0] == "05_training"  # the chapter that trains the run comes first in its stream
-    notebooks = CONFTEST.parent
-    for name in other:  # a chapter that reads (or would train) the profile's run must wait for 05
-        source = "\n".join(c.source for c in nbformat.read(notebooks / f"{name}.ipynb", as_version=4).cells
-                           if c.cell_type == "code")
+    # every notebook, and the markdown pages that run code (myst-nb would run those in the build otherwise)
+    assert {p.stem for p in CONFTEST.parent.glob("[0-9]*.ipynb")} <= set(pages)
+    assert {"reproducing", "scaling_out"} <= set(other) and "contributing" not in pages  # no jupytext header: plain markdown
+    for name in other:  # a page that reads (or would train) the profile's run must wait for 05
+        source = "\n".join(c.source for c in execute_chapters.read_page(pages[name]).cells if c.cell_type == "code")
+        assert source.strip(), name
         assert "trained_run(" not in source and "ll.train(config" not in source, name
 
 
 def test_a_stream_caches_what_the_book_build_matches_and_stops_at_a_failure(execute_chapters, notebook, tmp_path,
-                                                                          capsys):
+                                                                          capfd):
     from jupyter_cache import get_cache
+
+    from liverlib.kernels import encryption_available
 
     broken = tmp_path / "broken.ipynb"
     nb = nbformat.read(notebook, as_version=4)
@@ -122,6 +126,8 @@ def test_a_stream_caches_what_the_book_build_matches_and_stops_at_a_failure(exec
     cache_dir = tmp_path / "cache"
     failed = execute_chapters.run_stream("test", [str(notebook), str(broken), str(never)], str(cache_dir))
     assert failed == str(broken)
+    if encryption_available():  # the kernels (whose stderr is this process's) ran over encrypted sockets
+        assert "without encryption" not in capfd.readouterr().err
     cache = get_cache(cache_dir)
     record = cache.match_cache_notebook(nbformat.read(notebook, as_version=4))  # as myst-nb matches it
     assert record.data["execution_seconds"] > 0
@@ -131,7 +137,29 @@ def test_a_stream_caches_what_the_book_build_matches_and_stops_at_a_failure(exec
         with pytest.raises(KeyError):
             cache.match_cache_notebook(nbformat.read(path, as_version=4))
     # a second run finds the chapter cached and does not execute it again
-    capsys.readouterr()
+    capfd.readouterr()
     assert execute_chapters.run_stream("test", [str(notebook)], str(cache_dir)) is None
-    assert "chapter: cached, not run again" in capsys.readouterr().out
+    assert "chapter: cached, not run again" in capfd.readouterr().out
     assert len(get_cache(cache_dir).list_cache_records()) == 1
+
+
+def test_a_markdown_notebook_cached_by_a_stream_is_matched_as_the_book_build_reads_it(execute_chapters, tmp_path):
+    """book/reproducing.md and book/scaling_out.md run in the streams too: their cached execution must be the
+    one myst-nb looks for when it reads the page, or the build would run them again."""
+    from jupyter_cache import get_cache
+    from myst_nb.core.config import NbParserConfig
+    from myst_nb.core.read import create_nb_reader
+    from myst_parser.config.main import MdParserConfig
+
+    page = tmp_path / "page.md"
+    page.write_text("---\njupytext:\n  text_representation:\n    extension: .md\n    format_name: myst\n"
+                    "kernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+                    "# A page\n\n```{code-cell} ipython3\n:tags: [remove-cell]\n\nx = 6 * 7\n```\n\n"
+                    "Some prose.\n\n```{code-cell} ipython3\nx\n```\n")
+    cache_dir = tmp_path / "cache"
+    assert execute_chapters.run_stream("test", [str(page)], str(cache_dir)) is None
+    text = page.read_text()
+    as_the_build_reads_it = create_nb_reader(str(page), MdParserConfig(), NbParserConfig(), text).read(text)
+    _, merged = get_cache(cache_dir).merge_match_into_notebook(as_the_build_reads_it)
+    code = [c for c in merged.cells if c.cell_type == "code"]
+    assert code[-1].outputs[0]["data"]["text/plain"] == "42"
