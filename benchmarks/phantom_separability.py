@@ -7,7 +7,7 @@ and macro-F1 for both:
 * a small CNN on the slices, resized to --size pixels (sees shape and texture).
 
 If the histogram model came close to the CNN, the classes would differ in overall brightness and the
-phantom would teach the wrong lesson. Writes benchmarks/results/phantom_separability.json.
+phantom would teach the wrong lesson. Writes benchmarks/results/phantom_separability_<size>px.json.
 
     python -m benchmarks.phantom_separability [--data DIR] [--n 4741] [--size 128] [--epochs 12]
 """
