@@ -9,9 +9,14 @@ the laptop run: the default phantom, the book's patient-grouped 70/15/15 split, 
 each input size asked for. Test macro-F1 comes with its patient-level 95% bootstrap interval, per-class F1
 and the macro-F1 on the training slices (how well the network fits what it saw).
 
-    python -m benchmarks.phantom_ceiling [--sizes 64,128] [--crops liver,none] [--epochs 60] [--patience 8]
+Each input is trained with several seeds (initial weights and batch order): one seed's ceiling moves with the
+order of its batches, as much as some of the levers it is compared with.
 
-Writes benchmarks/results/phantom_ceiling.json (merging sizes and crops already measured).
+    python -m benchmarks.phantom_ceiling [--sizes 64,128] [--crops liver,none] [--seeds 0,1,2] [--epochs 60]
+                                         [--patience 8]
+
+Writes benchmarks/results/phantom_ceiling.json: one run per input and seed (``liver-64px-seed0``, ...), merged
+with the runs already measured.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import liverlib  # noqa: F401  (TensorFlow's CPU speed settings before TensorFlo
 from benchmarks.common import RESULTS, machine_info, write_result
 
 
-def measure(size: int, crop: str, epochs: int, patience: int, smoke: bool = False) -> dict:
+def measure(size: int, crop: str, epochs: int, patience: int, seeds: list[int], smoke: bool = False):
+    """Yield one record per seed for the small CNN trained to convergence on one input (size and crop)."""
     from sklearn.metrics import f1_score
 
     from benchmarks.liver_crop import load_cropped
@@ -47,26 +53,34 @@ def measure(size: int, crop: str, epochs: int, patience: int, smoke: bool = Fals
     start = time.perf_counter()
     images, _, fallbacks = load_cropped(Path("/"), manifest["file"], size, crop)  # the manifest's paths are absolute
     load_s = time.perf_counter() - start
-    start = time.perf_counter()
     k = len(class_names)
     fit_on = np.concatenate([part["train"], part["test"]])  # predictions for the training slices and the test
-    probs, best_epoch = small_cnn_converged(images, labels, part["train"], fit_on, part["val"], patience,
-                                            epochs=epochs)
-    train_probs, test_probs = probs[:len(part["train"])], probs[len(part["train"]):]
     y_test = labels[part["test"]]
-    per_class = f1_score(y_test, test_probs.argmax(1), average=None, labels=range(k), zero_division=0)
-    ci = bootstrap_ci(y_test, test_probs, class_names, groups=manifest["group"].to_numpy()[part["test"]], n_boot=1000)
-    return {
-        "stopping": "validation macro-F1", "profile": config.profile, "input_size": size, "crop": crop,
-        "crop_fallbacks": fallbacks,
-        "test_macro_f1": float(per_class.mean()), "test_macro_f1_ci95": ci.get("macro_f1"),
-        "test_f1_per_class": dict(zip(class_names, map(float, per_class))),
-        "train_macro_f1": float(f1_score(labels[part["train"]], train_probs.argmax(1), average="macro",
-                                         labels=range(k), zero_division=0)),
-        "best_epoch": best_epoch, "max_epochs": epochs, "patience": patience,
-        "images": {name: int(len(idx)) for name, idx in part.items()},
-        "load_seconds": round(load_s, 1), "train_seconds": round(time.perf_counter() - start, 1),
-    }
+    for seed in seeds:
+        start = time.perf_counter()
+        probs, best_epoch = small_cnn_converged(images, labels, part["train"], fit_on, part["val"], patience,
+                                                seed=seed, epochs=epochs)
+        train_probs, test_probs = probs[:len(part["train"])], probs[len(part["train"]):]
+        per_class = f1_score(y_test, test_probs.argmax(1), average=None, labels=range(k), zero_division=0)
+        ci = bootstrap_ci(y_test, test_probs, class_names, groups=manifest["group"].to_numpy()[part["test"]],
+                          n_boot=1000)
+        yield {
+            "stopping": "validation macro-F1", "profile": config.profile, "input_size": size, "crop": crop,
+            "seed": seed, "crop_fallbacks": fallbacks,
+            "test_macro_f1": float(per_class.mean()), "test_macro_f1_ci95": ci.get("macro_f1"),
+            "test_f1_per_class": dict(zip(class_names, map(float, per_class))),
+            "train_macro_f1": float(f1_score(labels[part["train"]], train_probs.argmax(1), average="macro",
+                                             labels=range(k), zero_division=0)),
+            "best_epoch": best_epoch, "max_epochs": epochs, "patience": patience,
+            "images": {name: int(len(idx)) for name, idx in part.items()},
+            "load_seconds": round(load_s, 1), "train_seconds": round(time.perf_counter() - start, 1),
+        }
+
+
+def run_name(record: dict) -> str:
+    """``liver-64px-seed0``: a run's key in the result file (a record without a seed is the small CNN's default,
+    0)."""
+    return f"{record['crop']}-{record['input_size']}px-seed{record.get('seed', 0)}"
 
 
 def main(argv=None) -> dict:
@@ -75,23 +89,25 @@ def main(argv=None) -> dict:
     parser.add_argument("--crops", default="liver", help="comma-separated: liver, body, none")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--patience", type=int, default=8)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated integers")
     parser.add_argument("--smoke", action="store_true", help="quick profile, 2 epochs, 32 px: checks it runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.crops, args.epochs, args.patience = "32", "liver", 2, 1
+        args.sizes, args.crops, args.epochs, args.patience, args.seeds = "32", "liver", 2, 1, "0"
+    seeds = [int(s) for s in args.seeds.split(",")]
     name = "phantom_ceiling_smoke" if args.smoke else "phantom_ceiling"
     path = RESULTS / f"{name}.json"
     result = json.loads(path.read_text()) if path.is_file() and not args.smoke else {}
-    runs = result.get("runs", {})
+    runs = {run_name(record): record for record in result.get("runs", {}).values()}
     for size in (int(s) for s in args.sizes.split(",")):
         for crop in (c.strip() for c in args.crops.split(",")):
-            record = measure(size, crop, args.epochs, args.patience, args.smoke)
-            runs[f"{crop}-{size}px"] = record
-            print(json.dumps(record), flush=True)
-            result = {"model": "small CNN (liverlib.baselines.small_cnn), trained to convergence",
-                      "dataset": "synthetic phantom (default), the book's patient-grouped 70/15/15 split",
-                      "runs": runs, "machine": machine_info()}
-            write_result(name, result)
+            for record in measure(size, crop, args.epochs, args.patience, seeds, args.smoke):
+                runs[run_name(record)] = record
+                print(json.dumps(record), flush=True)
+                result = {"model": "small CNN (liverlib.baselines.small_cnn), trained to convergence",
+                          "dataset": "synthetic phantom (default), the book's patient-grouped 70/15/15 split",
+                          "runs": dict(sorted(runs.items())), "machine": machine_info()}
+                write_result(name, result)  # after every run: a long measurement keeps what it finished
     return result
 
 

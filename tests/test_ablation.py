@@ -92,16 +92,20 @@ def test_the_share_figure_draws_the_numbers(result_file):
     assert heights[-2:] == [1.0, 1.0]  # all benign in both epochs of the baseline
 
 
-def test_the_ceiling_table_reads_each_input_and_refuses_a_bad_file(tmp_path):
-    run = {"crop": "liver", "input_size": 64, "test_macro_f1": 0.71, "test_macro_f1_ci95": [0.6, 0.8],
+def test_the_ceiling_table_reads_each_run_and_refuses_a_bad_file(tmp_path):
+    run = {"crop": "liver", "input_size": 64, "seed": 0, "test_macro_f1": 0.71, "test_macro_f1_ci95": [0.6, 0.8],
            "train_macro_f1": 0.95, "best_epoch": 23, "max_epochs": 60, "train_seconds": 300.0}
     path = tmp_path / "phantom_ceiling.json"
-    path.write_text(json.dumps({"runs": {"liver-64px": run, "none-64px": {**run, "crop": "none", "test_macro_f1": 0.5,
-                                                                          "test_macro_f1_ci95": None}}}))
+    old_style = {k: v for k, v in run.items() if k != "seed"}  # recorded before seeds: the default seed, 0
+    path.write_text(json.dumps({"runs": {
+        "liver-64px-seed0": run, "liver-64px-seed1": {**run, "seed": 1, "test_macro_f1": 0.65},
+        "none-64px": {**old_style, "crop": "none", "test_macro_f1": 0.5, "test_macro_f1_ci95": None}}}))
     table = ceiling_table(path)
-    assert list(table.index) == ["liver-64px", "none-64px"]
-    assert table.loc["liver-64px", "test macro-F1"] == 0.71 and table.loc["liver-64px", "CI high"] == 0.8
-    assert table.loc["liver-64px", "best epoch"] == 23 and table.loc["none-64px", "crop"] == "none"
+    assert list(table.index) == ["liver-64px-seed0", "liver-64px-seed1", "none-64px"]
+    assert list(table["input"]) == ["liver-64px", "liver-64px", "none-64px"] and list(table["seed"]) == [0, 1, 0]
+    assert table.groupby("input")["test macro-F1"].mean()["liver-64px"] == pytest.approx(0.68)
+    assert table.loc["liver-64px-seed0", "test macro-F1"] == 0.71 and table.loc["liver-64px-seed0", "CI high"] == 0.8
+    assert table.loc["liver-64px-seed0", "best epoch"] == 23 and table.loc["none-64px", "crop"] == "none"
     assert table.loc["none-64px", "CI low"] is None or np.isnan(table.loc["none-64px", "CI low"])
     path.write_text("{not json")
     with pytest.raises(LiverlibError, match="not a ceiling result"):

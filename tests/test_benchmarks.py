@@ -129,6 +129,27 @@ def test_recipe_ablation_keeps_the_recorded_recipes_when_its_folder_is_gone(tmp_
     assert set(json.loads(recipe_ablation.result_path().read_text())["recipes"]) == {"baseline", "crop", "warmup-lr"}
 
 
+def test_the_ceiling_keeps_one_run_per_input_and_seed_and_renames_runs_recorded_before_seeds(tmp_path, monkeypatch):
+    from benchmarks import common, phantom_ceiling
+
+    monkeypatch.setattr(phantom_ceiling, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    old = {"crop": "liver", "input_size": 64, "test_macro_f1": 0.6}  # a run of the time before seeds
+    (tmp_path / "phantom_ceiling.json").write_text(json.dumps({"runs": {
+        "liver-64px": old, "none-64px": {**old, "crop": "none", "test_macro_f1": 0.4}}}))
+
+    def measure(size, crop, epochs, patience, seeds, smoke=False):
+        for seed in seeds:
+            yield {"crop": crop, "input_size": size, "seed": seed, "test_macro_f1": 0.5 + seed / 100}
+
+    monkeypatch.setattr(phantom_ceiling, "measure", measure)
+    phantom_ceiling.main(["--sizes", "64", "--crops", "liver", "--seeds", "0,1"])
+    runs = json.loads((tmp_path / "phantom_ceiling.json").read_text())["runs"]
+    assert sorted(runs) == ["liver-64px-seed0", "liver-64px-seed1", "none-64px-seed0"]
+    assert runs["liver-64px-seed0"]["test_macro_f1"] == 0.5  # the new seed-0 run replaced the old one
+    assert runs["none-64px-seed0"]["test_macro_f1"] == 0.4  # not measured again: kept, under its seed's name
+
+
 def _fake_results() -> dict:
     return {
         "pipeline": {"speedup_vs_imagedatagenerator": {"first_epoch": 2.0, "cached_epochs": 12.0},
@@ -231,7 +252,7 @@ def test_the_recipe_crop_and_study_benchmarks_run_in_smoke_mode(tmp_path):
     for run in changed.values():
         assert 0 < run["pointing_game"]["slices"] <= 20 and 0 <= run["pointing_game"]["hit_rate"] <= 1
         assert sum(b["slices"] for b in run["by_lesion_size"]) > 0
-    ceiling = _smoke("phantom_ceiling")["runs"]["liver-32px"]
+    ceiling = _smoke("phantom_ceiling")["runs"]["liver-32px-seed0"]
     low, high = ceiling["test_macro_f1_ci95"]
     assert low <= ceiling["test_macro_f1"] <= high + 1e-9 and 1 <= ceiling["best_epoch"] <= ceiling["max_epochs"]
     assert set(ceiling["images"]) == {"train", "val", "test"} and min(ceiling["images"].values()) > 0
