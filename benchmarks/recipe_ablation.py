@@ -244,12 +244,13 @@ def main(argv=None) -> None:
         record = run_recipe(args.one, args.epochs, args.fraction, args.smoke)
         (folder / f"{args.one}.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
         return
-    names = ["crop"] if args.smoke else [n.strip() for n in args.recipes.split(",") if n.strip()]
+    names = ["crop"] if args.smoke else list(dict.fromkeys(n.strip() for n in args.recipes.split(",") if n.strip()))
     unknown = set(names) - set(RECIPES)
     if unknown:
         parser.error(f"unknown recipe(s) {', '.join(sorted(unknown))}; choose from {', '.join(RECIPES)}")
+    finished = finished_recipes(args.smoke)  # read once: a recipe's record changes only when it runs here
     for name in names:
-        if name in finished_recipes(args.smoke) and not args.redo:
+        if name in finished and not args.redo:
             print(f"{name}: done already (recorded in {result_path(args.smoke)} or {folder})")
             continue
         cmd = [sys.executable, "-m", "benchmarks.recipe_ablation", "--one", name, "--epochs", str(args.epochs),
